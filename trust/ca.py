@@ -1,0 +1,200 @@
+"""A certificate authority: a certificate, a key handle, a repository and a clock.
+
+The same code runs an SM2 and an RSA hierarchy; only the key decides the algorithm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from asn1crypto import crl, keys, x509
+
+from trust.algorithms import SignatureAlgorithm, check_key_strength
+from trust.certificates import CertificateBuilder, random_serial
+from trust.clock import Clock, system_clock
+from trust.crl import build_crl
+from trust.csr import load_csr
+from trust.errors import CaError, MalformedInputError
+from trust.keys import KeyHandle, default_algorithm
+from trust.profiles import IssuerPointers, Profile, apply_profile, get_profile
+from trust.repository import (
+    REVOCATION_REASONS,
+    CertificateRepository,
+    IssuedCertificate,
+    Revocation,
+)
+from trust.sm2 import DEFAULT_ID
+
+BACKDATE = timedelta(minutes=5)
+"""notBefore is set this far in the past so relying parties with a slow clock accept it."""
+
+
+def describe_name(name: x509.Name) -> str:
+    """A readable one-line form of a Name (RFC 4514 order reversed, as people read it)."""
+    return ", ".join(f"{k}={v}" for k, v in _name_pairs(name))
+
+
+def _name_pairs(name: x509.Name) -> list[tuple[str, str]]:
+    short = {
+        "country_name": "C",
+        "state_or_province_name": "ST",
+        "locality_name": "L",
+        "organization_name": "O",
+        "organizational_unit_name": "OU",
+        "common_name": "CN",
+        "serial_number": "SERIALNUMBER",
+    }
+    pairs = []
+    for rdn in name.chosen:
+        for atv in rdn:
+            pairs.append(
+                (short.get(atv["type"].native, atv["type"].native), str(atv["value"].native))
+            )
+    return pairs
+
+
+def self_signed_root(
+    key: KeyHandle,
+    subject: x509.Name,
+    *,
+    now: datetime,
+    validity: timedelta | None = None,
+    policies: tuple[str, ...] = (),
+    algorithm: SignatureAlgorithm | None = None,
+) -> x509.Certificate:
+    """A root CA certificate signed by its own key."""
+    profile = get_profile("root-ca")
+    builder = (
+        CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key_info)
+        .serial_number(random_serial())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + (validity or profile.validity))
+    )
+    builder = apply_profile(
+        builder,
+        profile,
+        subject_key=key.public_key_info,
+        issuer_key=key.public_key_info,
+        policies=policies,
+    )
+    return builder.sign(key, algorithm)
+
+
+@dataclass
+class CertificateAuthority:
+    """Issues, revokes and publishes CRLs under one CA certificate."""
+
+    name: str
+    certificate: x509.Certificate
+    key: KeyHandle
+    repository: CertificateRepository
+    pointers: IssuerPointers = field(default_factory=IssuerPointers)
+    policies: tuple[str, ...] = ()
+    clock: Clock = system_clock
+    crl_validity: timedelta = timedelta(days=1)
+    algorithm: SignatureAlgorithm | None = None
+
+    def __post_init__(self) -> None:
+        if self.key.public_key_info.dump() != self.certificate.public_key.dump():
+            raise CaError(f"CA {self.name}: the key does not match the certificate")
+
+    @property
+    def signature_algorithm(self) -> SignatureAlgorithm:
+        return self.algorithm or default_algorithm(self.key)
+
+    def issue(
+        self,
+        public_key_info: keys.PublicKeyInfo,
+        subject: x509.Name,
+        profile: str | Profile,
+        *,
+        validity: timedelta | None = None,
+        identity: Mapping[str, str] | None = None,
+    ) -> x509.Certificate:
+        """Certify a public key under a profile, record it, and return the certificate."""
+        prof = get_profile(profile) if isinstance(profile, str) else profile
+        check_key_strength(public_key_info)
+        if prof.name == "root-ca":
+            raise CaError("a root certificate is self-signed; it is not issued by a CA")
+        now = self.clock()
+        not_after = min(now + (validity or prof.validity), self.certificate.not_valid_after)
+        if not_after <= now:
+            raise CaError(f"CA {self.name} has expired; it cannot issue")
+        builder = (
+            CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(self.certificate.subject)
+            .public_key(public_key_info)
+            .serial_number(random_serial())
+            .not_valid_before(now - BACKDATE)
+            .not_valid_after(not_after)
+        )
+        builder = apply_profile(
+            builder,
+            prof,
+            subject_key=public_key_info,
+            issuer_key=self.certificate.public_key,
+            pointers=self.pointers,
+            policies=self.policies,
+            identity=identity,
+        )
+        cert = builder.sign(self.key, self.signature_algorithm)
+        tbs = cert["tbs_certificate"]
+        self.repository.add_certificate(
+            IssuedCertificate(
+                issuer=self.name,
+                serial=tbs["serial_number"].native,
+                subject=describe_name(subject),
+                profile=prof.name,
+                not_before=tbs["validity"]["not_before"].native,
+                not_after=tbs["validity"]["not_after"].native,
+                der=cert.dump(),
+            )
+        )
+        return cert
+
+    def issue_from_csr(
+        self,
+        csr_data: bytes,
+        profile: str | Profile,
+        *,
+        sm2_id: bytes = DEFAULT_ID,
+        validity: timedelta | None = None,
+        identity: Mapping[str, str] | None = None,
+    ) -> x509.Certificate:
+        """Certify the key of a PKCS#10 request after checking its proof of possession."""
+        prof = get_profile(profile) if isinstance(profile, str) else profile
+        request = load_csr(csr_data, sm2_id=sm2_id)
+        if not request.subject.chosen:
+            raise MalformedInputError("the request has an empty subject name")
+        return self.issue(
+            request.public_key_info, request.subject, prof, validity=validity, identity=identity
+        )
+
+    def revoke(
+        self, serial: int, reason: str = "unspecified", at: datetime | None = None
+    ) -> Revocation:
+        if reason not in REVOCATION_REASONS or reason == "remove_from_crl":
+            raise MalformedInputError(
+                f"unknown revocation reason {reason!r}; use one of "
+                + ", ".join(r for r in REVOCATION_REASONS if r != "remove_from_crl")
+            )
+        return self.repository.revoke(self.name, serial, reason, at or self.clock())
+
+    def crl(self) -> crl.CertificateList:
+        """A freshly numbered, signed CRL of everything this CA has revoked."""
+        now = self.clock()
+        return build_crl(
+            self.certificate,
+            self.key,
+            self.repository.revocations(self.name),
+            number=self.repository.next_crl_number(self.name),
+            this_update=now,
+            next_update=now + self.crl_validity,
+            algorithm=self.signature_algorithm,
+        )

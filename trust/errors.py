@@ -1,0 +1,177 @@
+"""The one exception tree of the project.
+
+Every error carries a stable ``code`` (an API contract: clients and pages key on it), an
+English ``message`` for logs and operators and, where a citizen or clerk may see it, a plain
+Chinese ``message_zh``. Messages never contain key material, PINs or passphrases.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class EtrustError(Exception):
+    """Base of every error the project raises on purpose."""
+
+    code: ClassVar[str] = "ETRUST_ERROR"
+    http_status: ClassVar[int] = 400
+    message_zh: ClassVar[str] = "请求无法处理"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code  # type: ignore[misc]
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class ConfigurationError(EtrustError):
+    code = "CONFIGURATION"
+    http_status = 500
+    message_zh = "服务配置错误"
+
+
+class CryptoUnavailableError(ConfigurationError):
+    """The crypto library lacks something we must not do without (fail closed)."""
+
+    code = "CRYPTO_UNAVAILABLE"
+    message_zh = "密码服务不可用"
+
+
+class InvalidSignatureError(EtrustError):
+    code = "SIGNATURE_INVALID"
+    message_zh = "签名验证未通过"
+
+
+class UnsupportedAlgorithmError(EtrustError):
+    code = "ALGORITHM_UNSUPPORTED"
+    message_zh = "不支持的算法"
+
+
+class WeakKeyError(EtrustError):
+    code = "KEY_TOO_WEAK"
+    message_zh = "密钥强度不足"
+
+
+class MalformedInputError(EtrustError):
+    """Bytes that do not parse as what they claim to be (ASN.1, PEM, URIs)."""
+
+    code = "MALFORMED_INPUT"
+    message_zh = "数据格式错误"
+
+
+class InputTooLargeError(MalformedInputError):
+    code = "INPUT_TOO_LARGE"
+    http_status = 413
+    message_zh = "上传数据过大"
+
+
+class KeyError_(EtrustError):
+    """Base of key-store problems (named with a trailing underscore: ``KeyError`` is a builtin)."""
+
+    code = "KEY_ERROR"
+    message_zh = "密钥操作失败"
+
+
+class KeyNotFoundError(KeyError_):
+    code = "KEY_NOT_FOUND"
+    http_status = 404
+    message_zh = "找不到密钥"
+
+
+class KeyExistsError(KeyError_):
+    code = "KEY_EXISTS"
+    http_status = 409
+    message_zh = "密钥已存在"
+
+
+class KeyStoreLockedError(KeyError_):
+    """Wrong passphrase or KEK, or a KEK file others can read."""
+
+    code = "KEYSTORE_LOCKED"
+    http_status = 500
+    message_zh = "密钥库无法解锁"
+
+
+class BuilderError(EtrustError):
+    """A builder was used wrongly (a field set twice, a required field missing)."""
+
+    code = "BUILDER_MISUSE"
+    http_status = 500
+
+
+class CsrError(EtrustError):
+    code = "CSR_INVALID"
+    message_zh = "证书请求无效"
+
+
+class ProfileError(EtrustError):
+    code = "PROFILE_UNKNOWN"
+    message_zh = "未知的证书模板"
+
+
+class CaError(EtrustError):
+    code = "CA_ERROR"
+    message_zh = "证书机构操作失败"
+
+
+class CaNotFoundError(CaError):
+    code = "CA_NOT_FOUND"
+    http_status = 404
+    message_zh = "找不到该证书机构"
+
+
+class CertificateNotFoundError(CaError):
+    code = "CERTIFICATE_NOT_FOUND"
+    http_status = 404
+    message_zh = "找不到该证书"
+
+
+class AlreadyRevokedError(CaError):
+    code = "ALREADY_REVOKED"
+    http_status = 409
+    message_zh = "证书已被吊销"
+
+
+class OcspRequestError(EtrustError):
+    """Maps to the OCSP ``malformedRequest`` status."""
+
+    code = "OCSP_MALFORMED_REQUEST"
+    message_zh = "OCSP 请求格式错误"
+
+
+class TimestampRequestError(EtrustError):
+    """Maps to a TSA rejection; ``failure_info`` is the RFC 3161 PKIFailureInfo bit name."""
+
+    code = "TSA_BAD_REQUEST"
+    message_zh = "时间戳请求无效"
+
+    def __init__(self, message: str, *, failure_info: str = "bad_request") -> None:
+        super().__init__(message, code="TSA_BAD_ALG" if failure_info == "bad_alg" else None)
+        self.failure_info = failure_info
+
+
+class AuthError(EtrustError):
+    code = "UNAUTHORIZED"
+    http_status = 401
+    message_zh = "未授权"
+
+
+class ForbiddenError(AuthError):
+    code = "FORBIDDEN"
+    http_status = 403
+    message_zh = "无权执行此操作"
+
+
+class NotFoundError(EtrustError):
+    code = "NOT_FOUND"
+    http_status = 404
+    message_zh = "找不到请求的对象"
+
+
+class ConflictError(EtrustError):
+    code = "CONFLICT"
+    http_status = 409
+    message_zh = "对象已存在"

@@ -1,0 +1,146 @@
+"""The key protocol: a key is a handle that signs; a backend creates, finds, lists, destroys.
+
+Backends are chosen by the scheme of the key URI (RFC 7512 style: ``scheme:attr=v;attr=v?q=v``),
+so nothing above ``trust``/``hsm_adapters`` knows where a key lives.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+from urllib.parse import quote, unquote
+
+from asn1crypto import keys
+
+from trust.algorithms import DEFAULT_FOR_KEY, RSA_SIZES, KeyType, SignatureAlgorithm
+from trust.errors import KeyNotFoundError, MalformedInputError, UnsupportedAlgorithmError
+from trust.sm2 import DEFAULT_ID
+
+KEY_SPECS = ("sm2", "rsa-2048", "rsa-3072", "rsa-4096", "ec-p256")
+"""What a backend may be asked to generate."""
+
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def key_type_of_spec(spec: str) -> KeyType:
+    if spec not in KEY_SPECS:
+        raise UnsupportedAlgorithmError(
+            f"unknown key spec {spec!r}; choose one of {', '.join(KEY_SPECS)}"
+        )
+    if spec.startswith("rsa-"):
+        return "rsa"
+    return "sm2" if spec == "sm2" else "ec-p256"
+
+
+def rsa_bits_of_spec(spec: str) -> int:
+    bits = int(spec.split("-")[1])
+    if bits not in RSA_SIZES:  # pragma: no cover - KEY_SPECS only lists these
+        raise UnsupportedAlgorithmError(f"RSA keys are {RSA_SIZES} bits")
+    return bits
+
+
+def check_label(label: str) -> str:
+    if not _LABEL.match(label):
+        raise MalformedInputError(
+            "key labels are 1-64 characters of letters, digits, '.', '_' and '-'"
+        )
+    return label
+
+
+@dataclass(frozen=True)
+class KeyUri:
+    """A parsed key URI: ``scheme:path-attrs?query-attrs`` (RFC 7512 layout)."""
+
+    scheme: str
+    path: dict[str, str] = field(default_factory=dict)
+    query: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, uri: str) -> KeyUri:
+        scheme, sep, rest = uri.partition(":")
+        if not sep or not re.match(r"^[a-z][a-z0-9+.-]*$", scheme):
+            raise MalformedInputError(f"not a key URI (scheme:attributes): {uri!r}")
+        path_part, _, query_part = rest.partition("?")
+        return cls(scheme, _attrs(path_part, ";", uri), _attrs(query_part, "&", uri))
+
+    def __str__(self) -> str:
+        def join(attrs: dict[str, str], sep: str) -> str:
+            return sep.join(f"{k}={quote(v, safe='')}" for k, v in attrs.items())
+
+        text = f"{self.scheme}:{join(self.path, ';')}"
+        return f"{text}?{join(self.query, '&')}" if self.query else text
+
+
+def _attrs(text: str, sep: str, uri: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in filter(None, text.split(sep)):
+        name, eq, value = item.partition("=")
+        if not eq or not name:
+            raise MalformedInputError(f"key URI attribute without a value in {uri!r}")
+        out[unquote(name)] = unquote(value)
+    return out
+
+
+@runtime_checkable
+class KeyHandle(Protocol):
+    """A private key somewhere; it signs and never hands out its secret."""
+
+    @property
+    def key_uri(self) -> str: ...
+
+    @property
+    def key_type(self) -> KeyType: ...
+
+    @property
+    def public_key_info(self) -> keys.PublicKeyInfo: ...
+
+    def sign(
+        self,
+        data: bytes,
+        algorithm: SignatureAlgorithm | None = None,
+        *,
+        sm2_id: bytes = DEFAULT_ID,
+    ) -> bytes:
+        """Sign ``data`` (the hash is applied inside) with ``algorithm`` or the key's default."""
+        ...
+
+
+def default_algorithm(key: KeyHandle) -> SignatureAlgorithm:
+    return DEFAULT_FOR_KEY[key.key_type]
+
+
+class KeyBackend(Protocol):
+    """Where keys live: software, PKCS#11, SKF, SDF."""
+
+    scheme: str
+
+    def generate(self, label: str, spec: str) -> KeyHandle: ...
+
+    def find(self, key_uri: str) -> KeyHandle: ...
+
+    def list(self) -> list[str]: ...
+
+    def destroy(self, key_uri: str) -> None: ...
+
+
+class KeyRegistry:
+    """Dispatches key URIs to the backend registered for their scheme."""
+
+    def __init__(self, *backends: KeyBackend) -> None:
+        self._backends: dict[str, KeyBackend] = {b.scheme: b for b in backends}
+
+    def register(self, backend: KeyBackend) -> None:
+        self._backends[backend.scheme] = backend
+
+    def backend(self, scheme: str) -> KeyBackend:
+        try:
+            return self._backends[scheme]
+        except KeyError:
+            known = ", ".join(sorted(self._backends)) or "none"
+            raise KeyNotFoundError(
+                f"no key backend for scheme {scheme!r} (configured: {known})"
+            ) from None
+
+    def find(self, key_uri: str) -> KeyHandle:
+        return self.backend(KeyUri.parse(key_uri).scheme).find(key_uri)
