@@ -8,6 +8,7 @@ certvalidator hook in :mod:`trust.validation`.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -98,7 +99,7 @@ def _pss_identifier() -> algos.SignedDigestAlgorithm:
     )
 
 
-_IDENTIFIERS = {
+_IDENTIFIERS: dict[str, Callable[[], algos.SignedDigestAlgorithm]] = {
     "sm2-sm3": lambda: algos.SignedDigestAlgorithm(
         {"algorithm": asn1_gm.SM2_SM3_OID, "parameters": algos.Null()}
     ),

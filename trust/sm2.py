@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import hashlib
 import threading
 from ctypes import POINTER, byref, c_char_p, c_int, c_long, c_size_t, c_ulong, c_void_p
 from typing import Any
+
+from asn1crypto import keys
 
 from trust import asn1_gm  # noqa: F401  (registers the SM2 curve with asn1crypto)
 from trust.errors import CryptoUnavailableError, InvalidSignatureError, MalformedInputError
@@ -20,7 +23,32 @@ from trust.errors import CryptoUnavailableError, InvalidSignatureError, Malforme
 DEFAULT_ID = b"1234567812345678"
 """GM/T 0009 default distinguishing ID (ENTL 0x0080)."""
 
-_MAX_INPUT = 1 << 20  # no DER key is anywhere near this large
+_MAX_INPUT = 1 << 20
+
+RECOMMENDED_CURVE = {
+    "p": 0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFF,
+    "a": 0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFC,
+    "b": 0x28E9FA9E9D9F5E344D5A9E4BCF6509A7F39789F515AB8F92DDBCBD414D940E93,
+    "gx": 0x32C4AE2C1F1981195F9904466A39C9948FE30BBFF2660BE1715A4589334C74C7,
+    "gy": 0xBC3736A2F4F6779C59BDCEE36B692153D0A9877CC62A474002DF32E52139F0A0,
+}
+"""GB/T 32918.5 sm2p256v1 parameters that enter Z (n is not hashed)."""
+
+
+def z_value(
+    x: int, y: int, sm2_id: bytes = DEFAULT_ID, curve: dict[str, int] = RECOMMENDED_CURVE
+) -> bytes:
+    """Z = SM3(ENTL || ID || a || b || Gx || Gy || xA || yA) (GM/T 0009).
+
+    Devices that sign a prehashed e = SM3(Z || M) (SKF, SDF) need Z computed outside them.
+    """
+    if len(sm2_id) * 8 > 0xFFFF:
+        raise MalformedInputError("SM2 distinguishing ID is too long")
+    h = hashlib.new("sm3")
+    h.update((len(sm2_id) * 8).to_bytes(2, "big") + sm2_id)
+    for value in (curve["a"], curve["b"], curve["gx"], curve["gy"], x, y):
+        h.update(value.to_bytes(32, "big"))
+    return h.digest()  # no DER key is anywhere near this large
 
 
 class _Lib:
@@ -189,6 +217,12 @@ class Sm2PublicKey:
     def __init__(self, spki_der: bytes) -> None:
         self._key = _PKey(_d2i(_load().d2i_pubkey, spki_der, "SM2 public key"))
         self.spki_der = bytes(spki_der)
+
+    @property
+    def point(self) -> tuple[int, int]:
+        """The affine coordinates (x, y) of the public point."""
+        raw = keys.PublicKeyInfo.load(self.spki_der)["public_key"].native
+        return int.from_bytes(raw[1:33], "big"), int.from_bytes(raw[33:65], "big")
 
     def verify(self, signature: bytes, data: bytes, sm2_id: bytes = DEFAULT_ID) -> None:
         """Raise :class:`InvalidSignatureError` unless ``signature`` is valid over ``data``."""
