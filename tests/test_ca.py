@@ -115,6 +115,10 @@ def test_chain_structure(hierarchy: Hierarchy) -> None:
     assert issuing.ca and issuing.max_path_length == 0
     assert issuing.issuer.dump() == root.subject.dump()
     assert issuing.authority_key_identifier == root.key_identifier
+    assert issuing.key_identifier == key_identifier(issuing.public_key)
+    assert x509.Certificate.load(issuing.dump()).native["tbs_certificate"]["validity"][
+        "not_before"
+    ] < datetime.now(UTC)
     assert "测试盟政务服务局" in issuing.subject.human_friendly
     serial = issuing.serial_number
     assert 0 < serial < 2**128

@@ -18,7 +18,7 @@ from trust.crl import build_crl
 from trust.csr import load_csr
 from trust.errors import CaError, MalformedInputError
 from trust.keys import KeyHandle, default_algorithm
-from trust.profiles import IssuerPointers, Profile, apply_profile, get_profile
+from trust.profiles import IssuerPointers, Profile, finish_profile, get_profile, profile_template
 from trust.repository import (
     REVOCATION_REASONS,
     CertificateRepository,
@@ -66,23 +66,17 @@ def self_signed_root(
 ) -> x509.Certificate:
     """A root CA certificate signed by its own key."""
     profile = get_profile("root-ca")
-    builder = (
-        CertificateBuilder()
+    template = profile_template(
+        profile, issuer_name=subject, issuer_key=key.public_key_info, policies=policies
+    )
+    return (
+        finish_profile(template, subject_key=key.public_key_info)
         .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key_info)
         .serial_number(random_serial())
         .not_valid_before(now - BACKDATE)
         .not_valid_after(now + (validity or profile.validity))
+        .sign(key, algorithm)
     )
-    builder = apply_profile(
-        builder,
-        profile,
-        subject_key=key.public_key_info,
-        issuer_key=key.public_key_info,
-        policies=policies,
-    )
-    return builder.sign(key, algorithm)
 
 
 @dataclass
@@ -98,6 +92,8 @@ class CertificateAuthority:
     clock: Clock = system_clock
     crl_validity: timedelta = timedelta(days=1)
     algorithm: SignatureAlgorithm | None = None
+
+    _templates: dict[str, CertificateBuilder] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.key.public_key_info.dump() != self.certificate.public_key.dump():
@@ -125,38 +121,41 @@ class CertificateAuthority:
         not_after = min(now + (validity or prof.validity), self.certificate.not_valid_after)
         if not_after <= now:
             raise CaError(f"CA {self.name} has expired; it cannot issue")
-        builder = (
-            CertificateBuilder()
+        not_before = now - BACKDATE
+        serial = random_serial()
+        cert = (
+            finish_profile(self._template(prof), subject_key=public_key_info, identity=identity)
             .subject_name(subject)
-            .issuer_name(self.certificate.subject)
-            .public_key(public_key_info)
-            .serial_number(random_serial())
-            .not_valid_before(now - BACKDATE)
+            .serial_number(serial)
+            .not_valid_before(not_before)
             .not_valid_after(not_after)
+            .sign(self.key, self.signature_algorithm)
         )
-        builder = apply_profile(
-            builder,
-            prof,
-            subject_key=public_key_info,
-            issuer_key=self.certificate.public_key,
-            pointers=self.pointers,
-            policies=self.policies,
-            identity=identity,
-        )
-        cert = builder.sign(self.key, self.signature_algorithm)
-        tbs = cert["tbs_certificate"]
         self.repository.add_certificate(
             IssuedCertificate(
                 issuer=self.name,
-                serial=tbs["serial_number"].native,
+                serial=serial,
                 subject=describe_name(subject),
                 profile=prof.name,
-                not_before=tbs["validity"]["not_before"].native,
-                not_after=tbs["validity"]["not_after"].native,
+                not_before=not_before.replace(microsecond=0),
+                not_after=not_after.replace(microsecond=0),
                 der=cert.dump(),
             )
         )
         return cert
+
+    def _template(self, profile: Profile) -> CertificateBuilder:
+        template = self._templates.get(profile.name)
+        if template is None:
+            template = profile_template(
+                profile,
+                issuer_name=self.certificate.subject,
+                issuer_key=self.certificate.public_key,
+                pointers=self.pointers,
+                policies=self.policies,
+            )
+            self._templates[profile.name] = template
+        return template
 
     def issue_from_csr(
         self,

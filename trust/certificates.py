@@ -7,6 +7,7 @@ The builder is immutable (each setter returns a new builder; setting a field twi
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
@@ -17,7 +18,10 @@ from typing import Any
 
 from asn1crypto import core, keys, pem, x509
 
-from trust import asn1_gm  # noqa: F401  (SM2 OIDs known to asn1crypto)
+from trust import (
+    asn1_gm,  # noqa: F401  (SM2 OIDs known to asn1crypto)
+    der,
+)
 from trust.algorithms import SignatureAlgorithm, check_key_matches, verify
 from trust.errors import BuilderError, MalformedInputError
 from trust.keys import KeyHandle, default_algorithm
@@ -61,7 +65,8 @@ def make_name(attributes: Mapping[str, str] | str) -> x509.Name:
         mapped[name] = value
     if not mapped:
         raise MalformedInputError("a distinguished name needs at least one attribute")
-    return x509.Name.build(mapped, use_printable=False)
+    # Re-load the encoding: a parsed Name dumps its stored bytes, a built one re-encodes each time.
+    return x509.Name.load(x509.Name.build(mapped, use_printable=False).dump())
 
 
 def key_identifier(public_key_info: keys.PublicKeyInfo) -> bytes:
@@ -85,23 +90,39 @@ def _utc(moment: datetime) -> datetime:
 
 def x509_time(moment: datetime) -> x509.Time:
     """UTCTime up to 2049, GeneralizedTime after (RFC 5280 §4.1.2.5)."""
+    return x509.Time.load(x509_time_der(moment))
+
+
+def x509_time_der(moment: datetime) -> bytes:
     moment = _utc(moment)
-    if moment.year < 2050:
-        return x509.Time({"utc_time": moment})
-    return x509.Time({"general_time": moment})
+    if 1950 <= moment.year < 2050:
+        return der.tlv(0x17, moment.strftime("%y%m%d%H%M%SZ").encode("ascii"))
+    return der.tlv(0x18, moment.strftime("%Y%m%d%H%M%SZ").encode("ascii"))
+
+
+_SKI_OID = bytes.fromhex("0603551d0e")  # 2.5.29.14
+
+
+@functools.cache
+def _identifier_der(alg: SignatureAlgorithm) -> bytes:
+    return bytes(alg.algorithm_identifier().dump())
 
 
 @dataclass(frozen=True)
 class CertificateBuilder:
-    """Immutable X.509 v3 certificate builder."""
+    """Immutable X.509 v3 certificate builder.
 
-    _subject: x509.Name | None = None
-    _issuer: x509.Name | None = None
-    _public_key: keys.PublicKeyInfo | None = None
+    Each part is DER-encoded once when set, so a builder with the issuer and the profile's
+    constant extensions can be kept as a template and finished cheaply per certificate.
+    """
+
+    _subject: bytes | None = None
+    _issuer: bytes | None = None
+    _public_key: bytes | None = None
     _serial: int | None = None
     _not_before: datetime | None = None
     _not_after: datetime | None = None
-    _extensions: tuple[tuple[str, bool, Any], ...] = field(default_factory=tuple)
+    _extensions: tuple[tuple[str, bytes], ...] = field(default_factory=tuple)
 
     def _set(self, attr: str, value: Any) -> CertificateBuilder:
         if getattr(self, attr) is not None:
@@ -109,13 +130,13 @@ class CertificateBuilder:
         return replace(self, **{attr: value})
 
     def subject_name(self, name: x509.Name) -> CertificateBuilder:
-        return self._set("_subject", name)
+        return self._set("_subject", bytes(name.dump()))
 
     def issuer_name(self, name: x509.Name) -> CertificateBuilder:
-        return self._set("_issuer", name)
+        return self._set("_issuer", bytes(name.dump()))
 
     def public_key(self, public_key_info: keys.PublicKeyInfo) -> CertificateBuilder:
-        return self._set("_public_key", public_key_info)
+        return self._set("_public_key", bytes(public_key_info.dump()))
 
     def serial_number(self, serial: int) -> CertificateBuilder:
         if serial <= 0 or serial.bit_length() > 159:
@@ -130,11 +151,23 @@ class CertificateBuilder:
 
     def add_extension(self, name: str, value: Any, *, critical: bool = False) -> CertificateBuilder:
         """Add an extension by asn1crypto name (or dotted OID) with a native or asn1crypto value."""
-        if any(existing == name for existing, _, _ in self._extensions):
+        if any(existing == name for existing, _ in self._extensions):
             raise BuilderError(f"extension {name} is already present")
-        return replace(self, _extensions=(*self._extensions, (name, critical, value)))
+        encoded = x509.Extension(
+            {"extn_id": name, "critical": critical, "extn_value": value}
+        ).dump()
+        return replace(self, _extensions=(*self._extensions, (name, bytes(encoded))))
 
-    def tbs(self, algorithm: SignatureAlgorithm) -> x509.TbsCertificate:
+    def add_key_identifier(self, public_key_info: keys.PublicKeyInfo) -> CertificateBuilder:
+        """The subjectKeyIdentifier extension, encoded directly (it is on every certificate's hot path)."""
+        if any(existing == "key_identifier" for existing, _ in self._extensions):
+            raise BuilderError("extension key_identifier is already present")
+        encoded = der.sequence(
+            _SKI_OID, der.tlv(0x04, der.tlv(0x04, key_identifier(public_key_info)))
+        )
+        return replace(self, _extensions=(*self._extensions, ("key_identifier", encoded)))
+
+    def tbs_der(self, algorithm: SignatureAlgorithm) -> bytes:
         missing = [
             n
             for n in ("_subject", "_issuer", "_public_key", "_serial", "_not_before", "_not_after")
@@ -142,27 +175,24 @@ class CertificateBuilder:
         ]
         if missing:
             raise BuilderError("missing " + ", ".join(m.lstrip("_") for m in missing))
+        assert self._subject and self._issuer and self._public_key and self._serial
         assert self._not_before is not None and self._not_after is not None
         if self._not_after <= self._not_before:
             raise BuilderError("notAfter must be later than notBefore")
-        return x509.TbsCertificate(
-            {
-                "version": "v3",
-                "serial_number": self._serial,
-                "signature": algorithm.algorithm_identifier(),
-                "issuer": self._issuer,
-                "validity": {
-                    "not_before": x509_time(self._not_before),
-                    "not_after": x509_time(self._not_after),
-                },
-                "subject": self._subject,
-                "subject_public_key_info": self._public_key,
-                "extensions": [
-                    {"extn_id": n, "critical": c, "extn_value": v} for n, c, v in self._extensions
-                ]
-                or None,
-            }
+        extensions = [der for _, der in self._extensions]
+        return der.sequence(
+            der.explicit(0, der.integer(2)),
+            der.integer(self._serial),
+            _identifier_der(algorithm),
+            self._issuer,
+            der.sequence(x509_time_der(self._not_before), x509_time_der(self._not_after)),
+            self._subject,
+            self._public_key,
+            der.explicit(3, der.sequence(*extensions)) if extensions else b"",
         )
+
+    def tbs(self, algorithm: SignatureAlgorithm) -> x509.TbsCertificate:
+        return x509.TbsCertificate.load(self.tbs_der(algorithm))
 
     def sign(
         self,
@@ -173,14 +203,10 @@ class CertificateBuilder:
     ) -> x509.Certificate:
         alg = algorithm or default_algorithm(key)
         check_key_matches(alg, key.public_key_info)
-        tbs = self.tbs(alg)
-        signature = key.sign(tbs.dump(), alg, sm2_id=sm2_id)
-        return x509.Certificate(
-            {
-                "tbs_certificate": tbs,
-                "signature_algorithm": alg.algorithm_identifier(),
-                "signature_value": signature,
-            }
+        tbs = self.tbs_der(alg)
+        signature = key.sign(tbs, alg, sm2_id=sm2_id)
+        return x509.Certificate.load(
+            der.sequence(tbs, _identifier_der(alg), der.bit_string(signature))
         )
 
 

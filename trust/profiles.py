@@ -91,22 +91,22 @@ def _uri(url: str) -> x509.GeneralName:
     return x509.GeneralName(name="uniform_resource_identifier", value=url)
 
 
-def apply_profile(
-    builder: CertificateBuilder,
+def profile_template(
     profile: Profile,
     *,
-    subject_key: keys.PublicKeyInfo,
+    issuer_name: x509.Name,
     issuer_key: keys.PublicKeyInfo,
     pointers: IssuerPointers = IssuerPointers(),
     policies: tuple[str, ...] = (),
-    identity: Mapping[str, str] | None = None,
 ) -> CertificateBuilder:
-    """Add the profile's extensions; ``identity`` fills the GM/T 0015 identity extensions."""
-    b = builder.add_extension(
+    """A builder with the issuer and every extension that is the same for all its subjects.
+
+    A CA keeps one per profile and finishes it per certificate with :func:`finish_profile`.
+    """
+    b = CertificateBuilder().issuer_name(issuer_name)
+    b = b.add_extension(
         "basic_constraints",
-        {"ca": profile.ca, "path_len_constraint": profile.path_length}
-        if profile.ca
-        else {"ca": False},
+        {"ca": True, "path_len_constraint": profile.path_length} if profile.ca else {"ca": False},
         critical=True,
     )
     b = b.add_extension("key_usage", set(profile.key_usage), critical=True)
@@ -114,7 +114,6 @@ def apply_profile(
         b = b.add_extension(
             "extended_key_usage", list(profile.extended_key_usage), critical=profile.eku_critical
         )
-    b = b.add_extension("key_identifier", key_identifier(subject_key))
     b = b.add_extension("authority_key_identifier", {"key_identifier": key_identifier(issuer_key)})
     if pointers.crl_url:
         b = b.add_extension(
@@ -126,10 +125,7 @@ def apply_profile(
         access.append({"access_method": "ocsp", "access_location": _uri(pointers.ocsp_url)})
     if pointers.ca_issuers_url:
         access.append(
-            {
-                "access_method": "ca_issuers",
-                "access_location": _uri(pointers.ca_issuers_url),
-            }
+            {"access_method": "ca_issuers", "access_location": _uri(pointers.ca_issuers_url)}
         )
     if access:
         b = b.add_extension("authority_information_access", access)
@@ -139,11 +135,24 @@ def apply_profile(
         )
     if profile.ocsp_no_check:
         b = b.add_extension("ocsp_no_check", None)
+    return b
+
+
+def finish_profile(
+    template: CertificateBuilder,
+    *,
+    subject_key: keys.PublicKeyInfo,
+    identity: Mapping[str, str] | None = None,
+) -> CertificateBuilder:
+    """Add the per-subject extensions: the key identifier and GM/T 0015 identity numbers."""
+    b = template.public_key(subject_key).add_key_identifier(subject_key)
     for key, value in (identity or {}).items():
         if key not in GM_IDENTITY_EXTENSIONS:
             raise MalformedInputError(
                 f"unknown identity extension {key!r}; known: {', '.join(GM_IDENTITY_EXTENSIONS)}"
             )
+        if not value.isascii() or not value.isprintable() or len(value) > 64:
+            raise MalformedInputError(f"identity value for {key} must be printable ASCII")
         native: object = {"residenter_card_number": value} if key == "identify_code" else value
         b = b.add_extension(f"gm_{key}", native)
     return b

@@ -1,0 +1,16 @@
+#!/bin/sh
+# Installs the system packages the tests need (Debian), or says what is missing.
+# openssl: the CLI is the independent judge of our certificates and signatures.
+set -eu
+missing=""
+command -v openssl >/dev/null 2>&1 || missing="$missing openssl"
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing system packages:$missing"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing
+else
+    echo "missing system packages:$missing" >&2
+    echo "install them as root (Debian: apt-get install$missing) and run make test again" >&2
+    exit 1
+fi
