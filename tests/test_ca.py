@@ -12,6 +12,7 @@ from tests.conftest import SM2_ID_OPT, Hierarchy, openssl
 from trust.ca import CertificateAuthority
 from trust.certificates import (
     CertificateBuilder,
+    key_identifier,
     load_certificate,
     make_name,
     random_serial,
