@@ -175,3 +175,52 @@ class ConflictError(EtrustError):
     code = "CONFLICT"
     http_status = 409
     message_zh = "对象已存在"
+
+
+class TimestampTokenError(InvalidSignatureError):
+    """A time-stamp token or reply that does not hold up (RFC 3161 §2.4.2 checks)."""
+
+    code = "TIMESTAMP_INVALID"
+    message_zh = "时间戳无效"
+
+
+class TimestampImprintMismatchError(TimestampTokenError):
+    """The token is sound but stamps other data (or answers another request)."""
+
+    code = "TIMESTAMP_IMPRINT_MISMATCH"
+    message_zh = "时间戳与数据不符"
+
+
+class TimestampRejectedError(TimestampTokenError):
+    """The TSA answered with a status other than granted; no token to check."""
+
+    code = "TIMESTAMP_REJECTED"
+    message_zh = "时间戳服务拒绝了请求"
+
+
+class TimestampCertificateError(TimestampTokenError):
+    """The signer is no TSA (no sole, critical timeStamping EKU) or leads to no trusted CA."""
+
+    code = "TIMESTAMP_CERT_INVALID"
+    message_zh = "时间戳服务证书不可信"
+
+
+class OcspResponseError(InvalidSignatureError):
+    """An OCSP response that cannot be relied on: unreadable, stale, wrong nonce, other issuer."""
+
+    code = "OCSP_RESPONSE_INVALID"
+    message_zh = "OCSP 响应无效"
+
+
+class OcspResponseRefusedError(OcspResponseError):
+    """The responder answered with a status other than successful; no statuses to read."""
+
+    code = "OCSP_RESPONSE_REFUSED"
+    message_zh = "OCSP 服务拒绝了请求"
+
+
+class OcspResponderUnauthorizedError(OcspResponseError):
+    """The signer is neither the CA nor a responder it certified with id-kp-OCSPSigning."""
+
+    code = "OCSP_RESPONDER_UNAUTHORIZED"
+    message_zh = "OCSP 响应签发者未获授权"

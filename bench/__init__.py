@@ -1,0 +1,1 @@
+"""Benchmarks: figures, and ratios to a reference measured in the same run (``make bench``)."""

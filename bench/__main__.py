@@ -1,0 +1,27 @@
+"""Run the benchmarks: ``python -m bench [crypto] [issue] [chain] [ocsp] [--seconds N]``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import platform
+
+SECTIONS = ("crypto", "issue", "chain", "ocsp")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("sections", nargs="*", choices=[*SECTIONS, []], default=list(SECTIONS))
+    parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
+    args = parser.parse_args()
+    print(f"# {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"{'measure':<44}{'ours':>12} {'reference':>10}  {'ratio':>7}")
+    for name in args.sections or SECTIONS:
+        module = importlib.import_module(f"bench.{name}")
+        for line in module.run(args.seconds):
+            print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
