@@ -7,6 +7,10 @@ and join the parts here; parsing stays with asn1crypto.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+from trust.errors import EtrustError, MalformedInputError
+
 
 def length(n: int) -> bytes:
     if n < 0x80:
@@ -15,12 +19,19 @@ def length(n: int) -> bytes:
     return bytes((0x80 | len(body),)) + body
 
 
-def tlv(tag: int, content: bytes) -> bytes:
+def tlv(tag: int, *parts: bytes) -> bytes:
+    """One TLV with a single-octet ``tag`` around the concatenated ``parts``."""
+    content = b"".join(parts)
     return bytes((tag,)) + length(len(content)) + content
 
 
 def sequence(*parts: bytes) -> bytes:
-    return tlv(0x30, b"".join(parts))
+    return tlv(0x30, *parts)
+
+
+def set_of(*parts: bytes) -> bytes:
+    """A SET OF whose elements the caller has already put in DER order."""
+    return tlv(0x31, *parts)
 
 
 def integer(value: int) -> bytes:
@@ -36,3 +47,53 @@ def bit_string(data: bytes) -> bytes:
 def explicit(tag_number: int, content: bytes) -> bytes:
     """A constructed context-specific tag wrapping already-encoded content."""
     return tlv(0xA0 | tag_number, content)
+
+
+def generalized_time(moment: datetime) -> bytes:
+    """GeneralizedTime YYYYMMDDHHMMSSZ (RFC 5280 form) of an aware datetime."""
+    return tlv(0x18, moment.astimezone(UTC).strftime("%Y%m%d%H%M%SZ").encode("ascii"))
+
+
+# --- reading -----------------------------------------------------------------------------
+
+
+def read_tlv(
+    buf: bytes, pos: int, end: int, error: type[EtrustError] = MalformedInputError
+) -> tuple[int, int, int]:
+    """The TLV at ``pos``: (tag, contents start, contents end); strict DER, never past ``end``.
+
+    Single-octet tags and definite, minimal lengths only: what small protocol messages (OCSP
+    requests) use. ``error`` is raised, with a plain message, for anything else.
+    """
+    if end - pos < 2:
+        raise error("truncated DER")
+    tag = buf[pos]
+    if tag & 0x1F == 0x1F:
+        raise error("multi-byte DER tags are not expected here")
+    size = buf[pos + 1]
+    pos += 2
+    if size & 0x80:
+        count = size & 0x7F
+        if count == 0:
+            raise error("indefinite length (BER) is not DER")
+        if count > 3 or end - pos < count:
+            raise error("truncated DER")
+        size = int.from_bytes(buf[pos : pos + count], "big")
+        if size < 0x80 or buf[pos] == 0:
+            raise error("non-minimal DER length")
+        pos += count
+    if end - pos < size:
+        raise error("truncated DER")
+    return tag, pos, pos + size
+
+
+def children(
+    buf: bytes, start: int, end: int, error: type[EtrustError] = MalformedInputError
+) -> list[tuple[int, int, int]]:
+    """The TLVs laid end to end between ``start`` and ``end``."""
+    out = []
+    while start < end:
+        tag, s, e = read_tlv(buf, start, end, error)
+        out.append((tag, s, e))
+        start = e
+    return out

@@ -29,6 +29,7 @@ from trust.algorithms import SignatureAlgorithm, verify
 from trust.ca import CertificateAuthority
 from trust.certificates import MAX_DER, key_identifier, make_name, parse_der, verify_issued_by
 from trust.clock import Clock, system_clock
+from trust.der import children, generalized_time, read_tlv, tlv
 from trust.errors import (
     ConfigurationError,
     EtrustError,
@@ -116,14 +117,6 @@ UNAUTHORIZED_RESPONSE = _status_only("unauthorized")
 # --- DER, by hand (hot path) ----------------------------------------------------------------
 
 
-def _enc(tag: int, content: bytes) -> bytes:
-    n = len(content)
-    if n < 0x80:
-        return bytes((tag, n)) + content
-    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes((tag, 0x80 | len(size))) + size + content
-
-
 def _utc(moment: datetime) -> datetime:
     """Aware UTC, whole seconds; naive times (some SQL drivers) are taken as UTC."""
     if moment.tzinfo is None:
@@ -131,42 +124,12 @@ def _utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(microsecond=0)
 
 
-def _gtime(moment: datetime) -> bytes:
-    """GeneralizedTime in the RFC 5280 form YYYYMMDDHHMMSSZ; ``moment`` is already _utc."""
-    return _enc(0x18, moment.strftime("%Y%m%d%H%M%SZ").encode("ascii"))
-
-
 def _tlv(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
-    """The TLV at ``pos``: (tag, contents start, contents end); definite minimal lengths only."""
-    if end - pos < 2:
-        raise OcspRequestError("truncated DER")
-    tag = buf[pos]
-    if tag & 0x1F == 0x1F:
-        raise OcspRequestError("multi-byte tags do not occur in OCSP requests")
-    length = buf[pos + 1]
-    pos += 2
-    if length & 0x80:
-        count = length & 0x7F
-        if count == 0:
-            raise OcspRequestError("indefinite length (BER) is not DER")
-        if count > 3 or end - pos < count:
-            raise OcspRequestError("truncated DER")
-        length = int.from_bytes(buf[pos : pos + count], "big")
-        if length < 0x80 or buf[pos] == 0:
-            raise OcspRequestError("non-minimal DER length")
-        pos += count
-    if end - pos < length:
-        raise OcspRequestError("truncated DER")
-    return tag, pos, pos + length
+    return read_tlv(buf, pos, end, OcspRequestError)
 
 
 def _children(buf: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
-    out = []
-    while start < end:
-        tag, s, e = _tlv(buf, start, end)
-        out.append((tag, s, e))
-        start = e
-    return out
+    return children(buf, start, end, OcspRequestError)
 
 
 def _only_child(buf: bytes, start: int, end: int, tag: int, what: str) -> tuple[int, int]:
@@ -535,7 +498,7 @@ class OcspResponder:
     ) -> OcspAnswer:
         signer = served.signer
         next_update = min(now + self.validity, signer.not_after)  # never past the signer's
-        times = _gtime(now) + _enc(0xA0, _gtime(next_update))
+        times = generalized_time(now) + tlv(0xA0, generalized_time(next_update))
         singles = []
         statuses = []
         for cid, (status, revocation) in zip(request.cert_ids, looked_up, strict=True):
@@ -543,13 +506,13 @@ class OcspResponder:
             if revocation is not None:
                 revoked_at = _utc(revocation.revoked_at)
                 reason = revocation.reason
-                info = _gtime(revoked_at)
+                info = generalized_time(revoked_at)
                 if reason != "unspecified":
-                    info += _enc(0xA0, bytes((0x0A, 0x01, _REASON_CODES[reason])))
-                cert_status = _enc(0xA1, info)
+                    info += tlv(0xA0, bytes((0x0A, 0x01, _REASON_CODES[reason])))
+                cert_status = tlv(0xA1, info)
             else:
                 cert_status = b"\x80\x00" if status == "good" else b"\x82\x00"
-            singles.append(_enc(0x30, cid.der + cert_status + times))
+            singles.append(tlv(0x30, cid.der + cert_status + times))
             statuses.append(
                 SingleStatus(
                     cid.serial, status, now, next_update, revoked_at, reason, cid.hash_name
@@ -557,19 +520,20 @@ class OcspResponder:
             )
         extensions = b""
         if request.nonce is not None:
-            nonce_ext = _enc(0x30, _enc(0x06, _NONCE_OID) + _enc(0x04, request.nonce))
-            extensions = _enc(0xA1, _enc(0x30, nonce_ext))
-        tbs = _enc(
+            nonce_ext = tlv(0x30, tlv(0x06, _NONCE_OID) + tlv(0x04, request.nonce))
+            extensions = tlv(0xA1, tlv(0x30, nonce_ext))
+        tbs = tlv(
             0x30,
-            signer.responder_id + _gtime(now) + _enc(0x30, b"".join(singles)) + extensions,
+            signer.responder_id + generalized_time(now) + tlv(0x30, b"".join(singles)) + extensions,
         )
         signature = signer.key.sign(tbs, signer.algorithm)
-        basic = _enc(
+        basic = tlv(
             0x30,
-            tbs + signer.algorithm_der + _enc(0x03, b"\x00" + signature) + signer.certs,
+            tbs + signer.algorithm_der + tlv(0x03, b"\x00" + signature) + signer.certs,
         )
-        der = _enc(
-            0x30, b"\x0a\x01\x00" + _enc(0xA0, _enc(0x30, _BASIC_OID_TLV + _enc(0x04, basic)))
+        der = tlv(
+            0x30,
+            b"\x0a\x01\x00" + tlv(0xA0, tlv(0x30, _BASIC_OID_TLV + tlv(0x04, basic))),
         )
         return OcspAnswer(
             "successful",
@@ -597,9 +561,9 @@ def _prepare(
     return ca, _Signer(
         key=key,
         algorithm=algorithm,
-        responder_id=_enc(0xA2, _enc(0x04, key_identifier(cert.public_key))),
+        responder_id=tlv(0xA2, tlv(0x04, key_identifier(cert.public_key))),
         algorithm_der=algorithm.algorithm_identifier().dump(),
-        certs=b"" if cert is ca.certificate else _enc(0xA0, _enc(0x30, cert.dump())),
+        certs=b"" if cert is ca.certificate else tlv(0xA0, tlv(0x30, cert.dump())),
         not_before=_utc(validity["not_before"].native),
         not_after=_utc(validity["not_after"].native),
     )

@@ -27,7 +27,9 @@ from typing import Any, NamedTuple
 
 from asn1crypto import algos, cms, core, parser, tsp, x509
 
-from trust import asn1_gm  # noqa: F401  (SM3 and SM2 OIDs known to asn1crypto)
+from trust import (
+    asn1_gm,  # noqa: F401  (SM3 and SM2 OIDs known to asn1crypto)
+    )
 from trust.algorithms import (
     DEFAULT_FOR_KEY,
     ECDSA_P256_SHA256,
@@ -40,6 +42,7 @@ from trust.algorithms import (
 )
 from trust.certificates import random_serial, verify_issued_by
 from trust.clock import Clock, system_clock
+from trust.der import set_of, tlv
 from trust.errors import (
     BuilderError,
     ConfigurationError,
@@ -201,23 +204,6 @@ def _signing_time(moment: datetime) -> cms.Time:
     return cms.Time({"utc_time" if moment.year < 2050 else "generalized_time": moment})
 
 
-def _der(tag: int, *parts: bytes) -> bytes:
-    """One DER TLV (single-octet ``tag``) around ``parts``: replies are assembled from bytes."""
-    contents = b"".join(parts)
-    n = len(contents)
-    if n < 0x80:
-        length = bytes([n])
-    else:
-        raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
-        length = bytes([0x80 | len(raw)]) + raw
-    return bytes([tag]) + length + contents
-
-
-def _der_set(contents: bytes) -> bytes:
-    """Signed attributes are signed as ``SET OF`` (0x31) but sent as ``[0] IMPLICIT`` (RFC 5652)."""
-    return _der(0x31, contents)
-
-
 _SEQUENCE, _SET, _OCTET_STRING, _CONTEXT_0 = 0x30, 0x31, 0x04, 0xA0
 _V1 = core.Integer(1).dump()
 _V3 = core.Integer(3).dump()
@@ -295,7 +281,7 @@ class TimeStampAuthority:
         )
         # The constant parts of every reply, as DER, built once.
         cert_der = certificate.dump()
-        self._certificates_der = _der(_CONTEXT_0, *sorted({cert_der, *(c.dump() for c in chain)}))
+        self._certificates_der = tlv(_CONTEXT_0, *sorted({cert_der, *(c.dump() for c in chain)}))
         issuer_serial = {
             "issuer": [x509.GeneralName(name="directory_name", value=certificate.issuer)],
             "serial_number": certificate.serial_number,
@@ -355,7 +341,7 @@ class TimeStampAuthority:
             log.exception("TSA could not sign a token")
             return _rejection("system_failure", "system failure", detail=str(exc))
         return TimestampOutcome(
-            _der(_SEQUENCE, _GRANTED, token),
+            tlv(_SEQUENCE, _GRANTED, token),
             "granted",
             serial=serial,
             gen_time=gen_time,
@@ -381,32 +367,32 @@ class TimeStampAuthority:
         signing_time = cms.CMSAttribute(
             {"type": "signing_time", "values": [_signing_time(gen_time)]}
         ).dump()
-        message_digest = _der(
+        message_digest = tlv(
             _SEQUENCE,
             _MESSAGE_DIGEST,
-            _der(_SET, _der(_OCTET_STRING, hashlib.new(self._hash, tst_der).digest())),
+            tlv(_SET, tlv(_OCTET_STRING, hashlib.new(self._hash, tst_der).digest())),
         )
         # DER orders a SET OF by the encodings of its members.
         attrs = b"".join(sorted((_CONTENT_TYPE_ATTR, signing_time, message_digest, self._ess_der)))
-        signature = self.key.sign(_der_set(attrs), self.algorithm, sm2_id=DEFAULT_ID)
-        signer_info = _der(
+        signature = self.key.sign(set_of(attrs), self.algorithm, sm2_id=DEFAULT_ID)
+        signer_info = tlv(
             _SEQUENCE,
             _V1,
             self._sid_der,
             self._digest_algorithm_der,
-            _der(_CONTEXT_0, attrs),
+            tlv(_CONTEXT_0, attrs),
             self._signature_algorithm_der,
-            _der(_OCTET_STRING, signature),
+            tlv(_OCTET_STRING, signature),
         )
-        signed_data = _der(
+        signed_data = tlv(
             _SEQUENCE,
             _V3,
-            _der(_SET, self._digest_algorithm_der),
-            _der(_SEQUENCE, _TST_INFO, _der(_CONTEXT_0, _der(_OCTET_STRING, tst_der))),
+            tlv(_SET, self._digest_algorithm_der),
+            tlv(_SEQUENCE, _TST_INFO, tlv(_CONTEXT_0, tlv(_OCTET_STRING, tst_der))),
             self._certificates_der if request.cert_req else b"",
-            _der(_SET, signer_info),
+            tlv(_SET, signer_info),
         )
-        return _der(_SEQUENCE, _SIGNED_DATA, _der(_CONTEXT_0, signed_data))
+        return tlv(_SEQUENCE, _SIGNED_DATA, tlv(_CONTEXT_0, signed_data))
 
 
 def _rejection(failure_info: str, text: str, *, detail: str | None = None) -> TimestampOutcome:
@@ -654,7 +640,7 @@ def _token_parts(token_der: bytes) -> _TokenParts:
         raise TimestampTokenError("a time-stamp token needs signed attributes")
     return _TokenParts(
         tst_info=tst_info,
-        signed_attrs=_der_set(attrs[0].contents),
+        signed_attrs=set_of(attrs[0].contents),
         signer_info=_load(cms.SignerInfo, infos[0].encoded, "SignerInfo", lazy=True),
         certificates=certificates,
     )
