@@ -14,6 +14,7 @@ network: CRLs and OCSP responses are given by the caller.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import hashlib
 import itertools
@@ -789,3 +790,109 @@ def _passed_checks(
         ),
         rev,
     ]
+
+
+def validate_crl(
+    crl_data: CrlInput,
+    *,
+    trust_roots: TrustStore | Iterable[CertificateInput],
+    intermediates: Iterable[CertificateInput] = (),
+    crls: Iterable[CrlInput] = (),
+    at: datetime | None = None,
+    revocation: RevocationMode = "soft-fail",
+) -> ValidationReport:
+    """Check a CRL: its issuer is known, its signature verifies, it is current, its issuer valid.
+
+    The issuer's own certificate is then validated like any other (for ``crl_sign``), so a
+    report for a CRL answers "can I rely on this list?" with the same reasons as for a chain.
+    """
+    moment = at or datetime.now(UTC)
+    store = trust_roots if isinstance(trust_roots, TrustStore) else TrustStore(trust_roots)
+    try:
+        parsed = crl_data if isinstance(crl_data, crl.CertificateList) else load_crl(crl_data)
+        candidates = [
+            *store.roots,
+            *store.intermediates,
+            *(_cert(c, "certificate") for c in intermediates),
+        ]
+        tbs = parsed["tbs_cert_list"]
+        issuer_der = tbs["issuer"].dump()
+    except (EtrustError, ValueError) as exc:
+        return _report(
+            "MALFORMED",
+            str(exc),
+            moment,
+            checks=[Check(name="crl_parse", result="failed", detail=str(exc))],
+        )
+    checks: list[Check] = [
+        Check(name="crl_parse", result="passed", detail="the CRL is well-formed")
+    ]
+    issuers = [c for c in candidates if c.subject.dump() == issuer_der]
+    if not issuers:
+        detail = f"no certificate given for the CRL issuer {_subject_text(tbs['issuer'])}"
+        return _report(
+            "NO_PATH",
+            detail,
+            moment,
+            checks=[*checks, Check(name="crl_issuer", result="indeterminate", detail=detail)],
+        )
+    issuer = next((c for c in issuers if _crl_signed_by(parsed, c)), None)
+    if issuer is None:
+        detail = "the CRL signature does not verify with its issuer's key"
+        return _report(
+            "SIGNATURE_INVALID",
+            detail,
+            moment,
+            checks=[*checks, Check(name="crl_signature", result="failed", detail=detail)],
+        )
+    checks.append(
+        Check(
+            name="crl_signature",
+            result="passed",
+            detail=f"signed by {_subject_text(issuer.subject)}",
+        )
+    )
+    next_update = tbs["next_update"].native
+    if next_update is not None and next_update < moment:
+        detail = f"the CRL's nextUpdate ({next_update.isoformat()}) has passed"
+        return _report(
+            "EXPIRED",
+            detail,
+            moment,
+            checks=[*checks, Check(name="crl_fresh", result="failed", detail=detail)],
+        )
+    checks.append(Check(name="crl_fresh", result="passed", detail=f"current until {next_update}"))
+    if any(issuer.dump() == root.dump() for root in store.roots):
+        return _report(
+            "OK",
+            "",
+            moment,
+            checks=[
+                *checks,
+                Check(name="crl_issuer", result="passed", detail="the issuer is a trust anchor"),
+            ],
+            certificates=[issuer],
+        )
+    chain = validate_chain(
+        issuer,
+        trust_roots=store,
+        intermediates=intermediates,
+        crls=crls,
+        at=moment,
+        revocation=revocation,
+        key_usage={"crl_sign"},
+    )
+    return dataclasses.replace(chain, checks=(*checks, *chain.checks))
+
+
+def _crl_signed_by(parsed: crl.CertificateList, issuer: x509.Certificate) -> bool:
+    try:
+        verify(
+            issuer.public_key,
+            parsed["signature_algorithm"],
+            parsed["signature"].native,
+            parsed["tbs_cert_list"].dump(),
+        )
+    except EtrustError:
+        return False
+    return True
