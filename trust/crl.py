@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from asn1crypto import crl, x509
 
@@ -12,6 +14,9 @@ from trust.certificates import key_identifier, parse_der, unarmor, x509_time
 from trust.errors import InvalidSignatureError
 from trust.keys import KeyHandle, default_algorithm
 from trust.repository import Revocation
+
+if TYPE_CHECKING:  # the CA builds CRLs with this module; the cache only calls it
+    from trust.ca import CertificateAuthority
 
 
 def build_crl(
@@ -77,3 +82,33 @@ def verify_crl(crl_: crl.CertificateList, issuer: x509.Certificate) -> None:
         crl_["signature"].native,
         crl_["tbs_cert_list"].dump(),
     )
+
+
+class CrlCache:
+    """The current CRL of one CA, re-signed only when its revocations change or it ages.
+
+    Publishing must not mint a new CRL number per download; it must not serve a stale list
+    either. So the cache is keyed by the revocation records and refreshed after half the
+    CRL's validity (the repository is asked on every call, which is one small query).
+    """
+
+    def __init__(self, ca: CertificateAuthority) -> None:
+        self._ca = ca
+        self._lock = threading.Lock()
+        self._key: tuple[tuple[int, str, datetime], ...] | None = None
+        self._der = b""
+        self._refresh_at: datetime | None = None
+
+    def current(self) -> bytes:
+        key = tuple(
+            (r.serial, r.reason, r.revoked_at)
+            for r in self._ca.repository.revocations(self._ca.name)
+        )
+        now = self._ca.clock()
+        with self._lock:
+            if self._key == key and self._refresh_at is not None and now < self._refresh_at:
+                return self._der
+            self._der = self._ca.crl().dump()
+            self._key = key
+            self._refresh_at = now + self._ca.crl_validity / 2
+            return self._der

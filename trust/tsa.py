@@ -323,14 +323,14 @@ class TimeStampAuthority:
                     f"policy {policy} is not offered", failure_info="unaccepted_policy"
                 )
         except TimestampRequestError as exc:
-            return _rejection(exc.failure_info, exc.message)
+            return rejection(exc.failure_info, exc.message)
         try:
             now = self.clock()
             if now.tzinfo is None:
                 raise ConfigurationError("the TSA clock answered a naive datetime")
         except Exception as exc:
             log.exception("TSA clock failed")
-            return _rejection("time_not_available", "time source unavailable", detail=str(exc))
+            return rejection("time_not_available", "time source unavailable", detail=str(exc))
         try:
             gen_time = _gen_time(now, self.accuracy)
             serial = self.serial_source()
@@ -339,7 +339,7 @@ class TimeStampAuthority:
             token = self._token(request, policy, gen_time, serial)
         except Exception as exc:
             log.exception("TSA could not sign a token")
-            return _rejection("system_failure", "system failure", detail=str(exc))
+            return rejection("system_failure", "system failure", detail=str(exc))
         return TimestampOutcome(
             tlv(_SEQUENCE, _GRANTED, token),
             "granted",
@@ -395,7 +395,7 @@ class TimeStampAuthority:
         return tlv(_SEQUENCE, _SIGNED_DATA, tlv(_CONTEXT_0, signed_data))
 
 
-def _rejection(failure_info: str, text: str, *, detail: str | None = None) -> TimestampOutcome:
+def rejection(failure_info: str, text: str, *, detail: str | None = None) -> TimestampOutcome:
     status = tsp.PKIStatusInfo(
         {"status": "rejection", "status_string": [text], "fail_info": {failure_info}}
     )

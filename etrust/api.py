@@ -1,0 +1,140 @@
+"""The certificate API for registration officers: issue from a CSR, look up, revoke.
+
+Clients authenticate with a bearer token (``etrust client create``); tokens are stored hashed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request
+from pydantic import BaseModel, Field
+
+from etrust.pki_routes import ServicesDep
+from etrust.store import ApiClient
+from trust.certificates import load_certificate, to_pem
+from trust.errors import AuthError, ForbiddenError, MalformedInputError
+from trust.repository import REVOCATION_REASONS, IssuedCertificate
+
+router = APIRouter(prefix="/api/v1", tags=["certificates"])
+
+ISSUING_ROLES = frozenset({"admin", "ra-officer"})
+MAX_CSR_CHARS = 64 * 1024
+
+
+def authenticated(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> ApiClient:
+    if not authorization or not authorization.lower().startswith("bearer "):
+        raise AuthError("send the API token as 'Authorization: Bearer <token>'")
+    services = request.app.state.services
+    client: ApiClient = services.runtime.clients.authenticate(authorization[7:].strip())
+    return client
+
+
+ClientDep = Annotated[ApiClient, Depends(authenticated)]
+
+
+def require_role(client: ApiClient, roles: frozenset[str]) -> None:
+    if client.role not in roles:
+        raise ForbiddenError(
+            f"role {client.role} may not do this; needs one of {', '.join(sorted(roles))}"
+        )
+
+
+class IssueRequest(BaseModel):
+    ca: str = Field(examples=["issuing-sm2"], description="issuing CA name")
+    profile: str = Field(examples=["seal-signer"])
+    csr: str = Field(max_length=MAX_CSR_CHARS, description="PKCS#10 request, PEM")
+    sm2_id: str = Field(
+        default="1234567812345678",
+        max_length=256,
+        description="SM2 distinguishing ID of the request",
+    )
+
+
+class RevokeRequest(BaseModel):
+    reason: str = Field(default="unspecified", examples=["key_compromise"])
+
+
+class Revocation(BaseModel):
+    reason: str
+    revoked_at: datetime
+
+
+class CertificateOut(BaseModel):
+    serial: str
+    ca: str
+    subject: str
+    profile: str
+    not_before: datetime
+    not_after: datetime
+    status: str = Field(description="good or revoked")
+    revocation: Revocation | None = None
+    certificate: str = Field(description="PEM")
+
+
+def _out(services: ServicesDep, record: IssuedCertificate) -> CertificateOut:
+    rev = services.pki.repository.get_revocation(record.issuer, record.serial)
+    return CertificateOut(
+        serial=format(record.serial, "x"),
+        ca=record.issuer,
+        subject=record.subject,
+        profile=record.profile,
+        not_before=record.not_before,
+        not_after=record.not_after,
+        status="revoked" if rev else "good",
+        revocation=Revocation(reason=rev.reason, revoked_at=rev.revoked_at) if rev else None,
+        certificate=to_pem(load_certificate(record.der)).decode("ascii"),
+    )
+
+
+def _serial(text: str) -> int:
+    try:
+        value = int(text.lower().removeprefix("0x").replace(":", ""), 16)
+    except ValueError:
+        raise MalformedInputError(f"serial numbers are hexadecimal, not {text!r}") from None
+    if value <= 0:
+        raise MalformedInputError("serial numbers are positive")
+    return value
+
+
+def _record(services: ServicesDep, serial: int) -> IssuedCertificate:
+    ca = services.pki.find_issuer_of_serial(serial)
+    record = services.pki.repository.get_certificate(ca.name, serial)
+    assert record is not None  # find_issuer_of_serial found it
+    return record
+
+
+@router.post(
+    "/certificates", status_code=201, response_model=CertificateOut, summary="Issue from a CSR"
+)
+def issue(body: IssueRequest, client: ClientDep, services: ServicesDep) -> CertificateOut:
+    require_role(client, ISSUING_ROLES)
+    ca = services.pki.ca(body.ca)
+    cert = ca.issue_from_csr(
+        body.csr.encode("utf-8"), body.profile, sm2_id=body.sm2_id.encode("utf-8")
+    )
+    return _out(services, _record(services, cert.serial_number))
+
+
+@router.get(
+    "/certificates/{serial}", response_model=CertificateOut, summary="A certificate and its status"
+)
+def get_certificate(serial: str, _client: ClientDep, services: ServicesDep) -> CertificateOut:
+    return _out(services, _record(services, _serial(serial)))
+
+
+@router.post(
+    "/certificates/{serial}/revoke", response_model=CertificateOut, summary="Revoke a certificate"
+)
+def revoke(
+    serial: str, body: RevokeRequest, client: ClientDep, services: ServicesDep
+) -> CertificateOut:
+    require_role(client, ISSUING_ROLES)
+    if body.reason not in REVOCATION_REASONS:
+        raise MalformedInputError(f"unknown reason {body.reason!r}")
+    record = _record(services, _serial(serial))
+    services.pki.ca(record.issuer).revoke(record.serial, body.reason)
+    return _out(services, record)

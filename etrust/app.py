@@ -1,0 +1,38 @@
+"""The FastAPI app factory: PKI endpoints, the certificate API and the front page."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from etrust.api import router as api_router
+from etrust.pki_routes import router as pki_router
+from etrust.problems import install_problem_handlers
+from etrust.runtime import open_runtime
+from etrust.services import Services
+from etrust.settings import Settings, load_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; settings, database engine and keys are opened here, never at import."""
+    runtime = open_runtime(settings or load_settings())
+    services = Services.build(runtime)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        runtime.close()
+
+    app = FastAPI(
+        title="etrust",
+        summary="SM2/RSA PKI for electronic licenses and electronic seals",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    install_problem_handlers(app)
+    app.include_router(pki_router)
+    app.include_router(api_router)
+    return app

@@ -1,0 +1,299 @@
+"""The ``etrust`` command line. Its forms are a public interface: keep them stable.
+
+Exit codes: 0 success; 1 failure (for ``verify``: invalid); 2 cannot decide (``verify``) or usage.
+Errors print ``error CODE: message`` on stderr (or a JSON object with ``--json``), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from etrust.pki import init_pki
+from etrust.runtime import Runtime, open_runtime
+from etrust.settings import load_settings
+from trust.ca import describe_name
+from trust.certificates import to_pem
+from trust.errors import EtrustError, MalformedInputError
+from trust.profiles import PROFILES
+from trust.repository import REVOCATION_REASONS
+
+Handler = Callable[[Runtime, argparse.Namespace], int]
+
+
+def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    else:
+        print(text)
+
+
+def _write_output(path: str, data: bytes) -> None:
+    if path == "-":
+        sys.stdout.buffer.write(data)
+    else:
+        Path(path).write_bytes(data)
+
+
+def _cmd_init(rt: Runtime, args: argparse.Namespace) -> int:
+    created = init_pki(rt.settings, rt.records, rt.identities, rt.repository, rt.keystore)
+    if args.demo:
+        from etrust.demo import seed_demo
+
+        created += seed_demo(rt)
+    names = [r.name for r in rt.records.list()]
+    _print(
+        args,
+        {"home": str(rt.settings.home), "created": created, "cas": names},
+        f"home {rt.settings.home}: "
+        + (f"created {', '.join(created)}" if created else "already initialised, nothing to do"),
+    )
+    return 0
+
+
+def _cmd_ca_list(rt: Runtime, args: argparse.Namespace) -> int:
+    pki = rt.pki()
+    rows = []
+    for name, ca in pki.cas.items():
+        cert = ca.certificate
+        rows.append(
+            {
+                "name": name,
+                "algorithm": ca.signature_algorithm.name,
+                "subject": describe_name(cert.subject),
+                "serial": format(cert.serial_number, "x"),
+                "not_after": cert.not_valid_after.isoformat(),
+                "key_uri": ca.key.key_uri,
+            }
+        )
+    text = "\n".join(
+        f"{r['name']:<12} {r['algorithm']:<18} {r['not_after'][:10]}  {r['subject']}" for r in rows
+    )
+    _print(args, {"cas": rows}, text or "no CAs: run etrust init")
+    return 0
+
+
+def _cmd_ca_export(rt: Runtime, args: argparse.Namespace) -> int:
+    cert = rt.pki().ca(args.name).certificate
+    _write_output(args.out, to_pem(cert) if args.format == "pem" else cert.dump())
+    return 0
+
+
+def _parse_serial(text: str) -> int:
+    cleaned = text.strip().lower().removeprefix("0x").replace(":", "")
+    try:
+        serial = int(cleaned, 16)
+    except ValueError:
+        raise MalformedInputError(f"serial numbers are hexadecimal, not {text!r}") from None
+    if serial <= 0:
+        raise MalformedInputError("serial numbers are positive")
+    return serial
+
+
+def _cmd_cert_issue(rt: Runtime, args: argparse.Namespace) -> int:
+    ca = rt.pki().ca(args.ca)
+    try:
+        csr = Path(args.csr).read_bytes()
+    except OSError as exc:
+        raise MalformedInputError(f"cannot read {args.csr}: {exc.strerror}") from exc
+    cert = ca.issue_from_csr(csr, args.profile, sm2_id=args.sm2_id.encode())
+    _write_output(args.out, to_pem(cert))
+    if args.out != "-":
+        _print(
+            args,
+            {
+                "serial": format(cert.serial_number, "x"),
+                "subject": describe_name(cert.subject),
+                "ca": ca.name,
+            },
+            f"issued {cert.serial_number:x} to {describe_name(cert.subject)} -> {args.out}",
+        )
+    return 0
+
+
+def _cmd_cert_revoke(rt: Runtime, args: argparse.Namespace) -> int:
+    serial = _parse_serial(args.serial)
+    pki = rt.pki()
+    ca = pki.ca(args.ca) if args.ca else pki.find_issuer_of_serial(serial)
+    rev = ca.revoke(serial, args.reason)
+    _print(
+        args,
+        {
+            "serial": format(serial, "x"),
+            "ca": ca.name,
+            "reason": rev.reason,
+            "revoked_at": rev.revoked_at,
+        },
+        f"revoked {serial:x} ({rev.reason}) at {rev.revoked_at.isoformat()}",
+    )
+    return 0
+
+
+def _cmd_crl(rt: Runtime, args: argparse.Namespace) -> int:
+    crl = rt.pki().ca(args.ca).crl()
+    _write_output(args.out, to_pem(crl, "X509 CRL") if args.format == "pem" else crl.dump())
+    return 0
+
+
+def _cmd_verify(rt: Runtime | None, args: argparse.Namespace) -> int:
+    from etrust.verify_cli import run_verify
+
+    return run_verify(rt, args)
+
+
+def _cmd_client_create(rt: Runtime, args: argparse.Namespace) -> int:
+    token = rt.clients.create(args.name, args.role, department=args.department)
+    _print(
+        args,
+        {"name": args.name, "role": args.role, "department": args.department, "token": token},
+        f"API client {args.name} ({args.role}) created. Its token is shown once; keep it safe:\n{token}",
+    )
+    return 0
+
+
+def _cmd_serve(rt: Runtime, args: argparse.Namespace) -> int:
+    """Serve with uvicorn; several workers each build their own app from ETRUST_HOME."""
+    import os
+
+    import uvicorn
+
+    rt.close()
+    os.environ["ETRUST_HOME"] = str(rt.settings.home)
+    uvicorn.run(
+        "etrust.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="info",
+        access_log=False,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="etrust", description="etrust: SM2/RSA PKI for e-licenses and e-seals"
+    )
+    parser.add_argument("--home", help="home folder (default: $ETRUST_HOME or ./var)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(
+        name: str, handler: Handler, help_: str, parent: Any = sub
+    ) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = parent.add_parser(name, help=help_)
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.set_defaults(handler=handler)
+        return p
+
+    p = command("init", _cmd_init, "create the SM2 and RSA CA hierarchies (idempotent)")
+    p.add_argument(
+        "--demo", action="store_true", help="also create demo certificates and an API client"
+    )
+
+    ca = sub.add_parser("ca", help="certificate authorities").add_subparsers(
+        dest="ca_command", required=True
+    )
+    command("list", _cmd_ca_list, "list the CAs", ca)
+    p = command("export", _cmd_ca_export, "write a CA certificate", ca)
+    p.add_argument("name")
+    p.add_argument("--out", required=True, help="file, or - for standard output")
+    p.add_argument("--format", choices=("pem", "der"), default="pem")
+
+    cert = sub.add_parser("cert", help="certificates").add_subparsers(
+        dest="cert_command", required=True
+    )
+    p = command("issue", _cmd_cert_issue, "issue a certificate from a PKCS#10 request", cert)
+    p.add_argument("--ca", required=True)
+    p.add_argument("--profile", required=True, choices=[n for n in PROFILES if n != "root-ca"])
+    p.add_argument("--csr", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument(
+        "--sm2-id", default="1234567812345678", help="SM2 distinguishing ID of the request"
+    )
+    p = command("revoke", _cmd_cert_revoke, "revoke a certificate", cert)
+    p.add_argument("serial", help="serial number in hex")
+    p.add_argument(
+        "--reason",
+        default="unspecified",
+        choices=[r for r in REVOCATION_REASONS if r != "remove_from_crl"],
+    )
+    p.add_argument("--ca", help="issuing CA (found from the serial when omitted)")
+
+    p = command("crl", _cmd_crl, "write a freshly signed CRL")
+    p.add_argument("--ca", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--format", choices=("pem", "der"), default="der")
+
+    p = command(
+        "verify", _cmd_verify, "validate a certificate (or check a CRL) against trust anchors"
+    )
+    p.add_argument("file")
+    p.add_argument(
+        "--trust", action="append", default=[], help="trust anchor certificate (repeatable)"
+    )
+    p.add_argument(
+        "--untrusted", action="append", default=[], help="intermediate certificate (repeatable)"
+    )
+    p.add_argument(
+        "--crl", action="append", default=[], help="CRL to use for revocation (repeatable)"
+    )
+    p.add_argument("--at", type=_iso_time, help="validate at this ISO 8601 time (default: now)")
+
+    client = sub.add_parser("client", help="API clients").add_subparsers(
+        dest="client_command", required=True
+    )
+    p = command(
+        "create", _cmd_client_create, "create an API client and print its token once", client
+    )
+    p.add_argument("name")
+    p.add_argument("--role", required=True)
+    p.add_argument("--department")
+
+    p = command("serve", _cmd_serve, "serve the web app and the PKI endpoints")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    return parser
+
+
+def _iso_time(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError("give a time zone, e.g. 2026-01-01T00:00:00+08:00")
+    return moment
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    failure_code = 2 if args.handler is _cmd_verify else 1
+    rt: Runtime | None = None
+    try:
+        settings = load_settings(args.home)
+        rt = open_runtime(settings)
+        code: int = args.handler(rt, args)
+        return code
+    except EtrustError as exc:
+        if getattr(args, "json", False):
+            print(json.dumps({"error": exc.code, "message": exc.message}, ensure_ascii=False))
+        else:
+            print(f"error {exc.code}: {exc.message}", file=sys.stderr)
+        return failure_code
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if rt is not None:
+            rt.close()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

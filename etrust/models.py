@@ -1,0 +1,168 @@
+"""ORM tables of the trust service (SQLAlchemy 2 typed mappings).
+
+These rows are persistence details: the rest of the code sees the dataclasses of
+``trust.repository`` and ``etrust.store``, never these classes. The schema itself is created by
+the Alembic revisions under ``etrust/migrations``; a test checks that they match these classes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    ForeignKeyConstraint,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAME_LENGTH = 64
+"""CA names, client names, department codes and profile names: short identifiers."""
+
+SERIAL_HEX_LENGTH = 40
+"""RFC 5280 allows serials of up to 20 octets; we store them as zero-padded lowercase hex."""
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+"""Deterministic constraint names, so later migrations can alter them on both databases."""
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware timestamp that always reads back as UTC.
+
+    PostgreSQL keeps the instant (``timestamptz``) but answers in the session's zone; SQLite
+    keeps no zone at all. Storing UTC and tagging it on the way out makes both behave alike.
+    Naive datetimes are refused: their meaning depends on the machine that wrote them.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("naive datetimes cannot be stored; give a timezone-aware one")
+        utc = value.astimezone(UTC)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UtcDateTime()}
+
+
+class CaRow(Base):
+    """A CA this service runs: where its key lives and its certificate."""
+
+    __tablename__ = "certificate_authorities"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
+    key_type: Mapped[str] = mapped_column(String(16))
+    key_uri: Mapped[str] = mapped_column(String(1024))
+    certificate_der: Mapped[bytes] = mapped_column(LargeBinary)
+    parent: Mapped[str | None] = mapped_column(
+        String(NAME_LENGTH), ForeignKey("certificate_authorities.name")
+    )
+    created_at: Mapped[datetime]
+
+
+class ServiceIdentityRow(Base):
+    """A key and certificate a service signs with on a CA's behalf (delegated OCSP, TSA)."""
+
+    __tablename__ = "service_identities"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    ca_name: Mapped[str] = mapped_column(
+        String(NAME_LENGTH), ForeignKey("certificate_authorities.name")
+    )
+    key_uri: Mapped[str] = mapped_column(String(1024))
+    certificate_der: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
+
+
+class IssuedCertificateRow(Base):
+    """Every certificate a CA has signed (the CA's own memory, needed for OCSP and CRLs)."""
+
+    __tablename__ = "issued_certificates"
+    __table_args__ = (UniqueConstraint("issuer", "serial"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    # indexed alone too: OCSP requests and "who issued serial X" look up by serial only
+    serial: Mapped[str] = mapped_column(String(SERIAL_HEX_LENGTH), index=True)
+    subject: Mapped[str] = mapped_column(Text)
+    profile: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    not_before: Mapped[datetime]
+    not_after: Mapped[datetime]
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
+
+
+class RevocationRow(Base):
+    """At most one revocation per issued certificate (the unique constraint enforces it)."""
+
+    __tablename__ = "revocations"
+    __table_args__ = (
+        UniqueConstraint("issuer", "serial"),
+        ForeignKeyConstraint(
+            ["issuer", "serial"],
+            ["issued_certificates.issuer", "issued_certificates.serial"],
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    serial: Mapped[str] = mapped_column(String(SERIAL_HEX_LENGTH))
+    reason: Mapped[str] = mapped_column(String(32))
+    revoked_at: Mapped[datetime]
+
+
+class CrlNumberRow(Base):
+    """The last CRL number each CA has used; bumped by a single atomic upsert."""
+
+    __tablename__ = "crl_numbers"
+
+    issuer: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    last_number: Mapped[int] = mapped_column(BigInteger)
+
+
+class ApiClientRow(Base):
+    """A machine or officer calling the API; only a hash of its token is kept."""
+
+    __tablename__ = "api_clients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
+    role: Mapped[str] = mapped_column(String(32))
+    department: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    token_prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

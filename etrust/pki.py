@@ -1,0 +1,208 @@
+"""Set up and open the PKI of one home: CA hierarchies, OCSP and TSA identities, from the database.
+
+``init_pki`` is idempotent: it creates what is missing (keys, certificates, records) and leaves
+what exists. A run interrupted between creating a key and saving its certificate resumes with the
+same key instead of failing on the existing label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from asn1crypto import x509
+
+from etrust.settings import Settings
+from etrust.store import (
+    CaRecordStore,
+    ServiceIdentity,
+    ServiceIdentityStore,
+    SqlCertificateRepository,
+)
+from trust.ca import CertificateAuthority, self_signed_root
+from trust.certificates import load_certificate, make_name
+from trust.clock import Clock, system_clock
+from trust.errors import CaNotFoundError, CertificateNotFoundError, KeyNotFoundError
+from trust.keys import KeyHandle, KeyRegistry
+from trust.ocsp import delegate
+from trust.profiles import IssuerPointers
+from trust.softkeys import SoftwareKeyStore
+
+KINDS = {"sm2": "sm2", "rsa": "rsa-2048"}
+"""Hierarchy kind -> key spec of its CA keys (RSA CAs could be 3072/4096 by setting)."""
+KIND_LABEL = {"sm2": "SM2", "rsa": "RSA"}
+
+
+def ca_names() -> list[str]:
+    return [f"{level}-{kind}" for kind in KINDS for level in ("root", "issuing")]
+
+
+def pointers_for(settings: Settings, ca_name: str) -> IssuerPointers:
+    """Where certificates issued by ``ca_name`` send relying parties."""
+    base = settings.base_url
+    return IssuerPointers(
+        crl_url=f"{base}/pki/crl/{ca_name}.crl",
+        ocsp_url=f"{base}/pki/ocsp",
+        ca_issuers_url=f"{base}/pki/ca/{ca_name}.crt",
+    )
+
+
+def open_keystore(settings: Settings) -> SoftwareKeyStore:
+    return SoftwareKeyStore.open(
+        settings.keys_folder, passphrase=settings.key_passphrase, kek_file=settings.kek_file
+    )
+
+
+@dataclass
+class Pki:
+    """The CAs of a home, ready to issue, revoke and publish."""
+
+    settings: Settings
+    keys: KeyRegistry
+    repository: SqlCertificateRepository
+    cas: dict[str, CertificateAuthority] = field(default_factory=dict)
+    parents: dict[str, str | None] = field(default_factory=dict)
+
+    def ca(self, name: str) -> CertificateAuthority:
+        try:
+            return self.cas[name]
+        except KeyError:
+            known = ", ".join(self.cas) or "none (run etrust init)"
+            raise CaNotFoundError(f"no CA named {name!r}; known: {known}") from None
+
+    def chain_above(self, name: str) -> list[x509.Certificate]:
+        """The certificates above CA ``name``, nearest first, up to its root."""
+        out = []
+        parent = self.parents.get(name)
+        while parent is not None:
+            out.append(self.ca(parent).certificate)
+            parent = self.parents.get(parent)
+        return out
+
+    def find_issuer_of_serial(self, serial: int) -> CertificateAuthority:
+        """The CA that issued ``serial`` (serials are random 127-bit, so one at most in practice)."""
+        matches = self.repository.certificates_with_serial(serial)
+        if not matches:
+            raise CertificateNotFoundError(f"no certificate with serial {serial:x} was issued here")
+        return self.ca(matches[0].issuer)
+
+
+def _get_or_create_key(store: SoftwareKeyStore, label: str, spec: str) -> KeyHandle:
+    try:
+        return store.find(f"soft:object={label}")
+    except KeyNotFoundError:
+        return store.generate(label, spec)
+
+
+def init_pki(
+    settings: Settings,
+    records: CaRecordStore,
+    identities: ServiceIdentityStore,
+    repository: SqlCertificateRepository,
+    keystore: SoftwareKeyStore,
+    *,
+    clock: Clock = system_clock,
+    log: Callable[[str], None] = lambda _msg: None,
+) -> list[str]:
+    """Create the SM2 and RSA hierarchies that are missing; return the names created."""
+    naming = settings.naming
+    created: list[str] = []
+    for kind, spec in KINDS.items():
+        root_name, issuing_name = f"root-{kind}", f"issuing-{kind}"
+        root_record = records.get(root_name)
+        if root_record is None:
+            key = _get_or_create_key(keystore, root_name, spec)
+            subject = make_name(
+                {
+                    "C": naming.country,
+                    "O": naming.organization,
+                    "CN": f"{naming.root_common_name}（{KIND_LABEL[kind]}）",
+                }
+            )
+            cert = self_signed_root(key, subject, now=clock(), policies=naming.policy_oids)
+            records.save(root_name, key.key_uri, cert.dump(), parent=None)
+            log(f"created {root_name}")
+            created.append(root_name)
+        if records.get(issuing_name) is None:
+            root = _load_ca(settings, records, repository, keystore, root_name, clock)
+            key = _get_or_create_key(keystore, issuing_name, spec)
+            subject = make_name(
+                {
+                    "C": naming.country,
+                    "O": naming.organization,
+                    "CN": f"{naming.issuing_common_name}（{KIND_LABEL[kind]}）",
+                }
+            )
+            cert = root.issue(key.public_key_info, subject, "issuing-ca")
+            records.save(issuing_name, key.key_uri, cert.dump(), parent=root_name)
+            log(f"created {issuing_name}")
+            created.append(issuing_name)
+        issuing = _load_ca(settings, records, repository, keystore, issuing_name, clock)
+        created += _init_services(kind, spec, issuing, identities, keystore)
+    return created
+
+
+def _init_services(
+    kind: str,
+    spec: str,
+    issuing: CertificateAuthority,
+    identities: ServiceIdentityStore,
+    keystore: SoftwareKeyStore,
+) -> list[str]:
+    """The issuing CA's delegated OCSP responder and the hierarchy's TSA, if missing."""
+    created = []
+    naming = issuing.certificate.subject.native
+    organization = naming.get("organization_name", "")
+    for name, purpose in ((f"ocsp-{issuing.name}", "ocsp"), (f"tsa-{kind}", "tsa")):
+        if identities.get(name) is not None:
+            continue
+        key = _get_or_create_key(keystore, name, spec)
+        title = "OCSP 响应服务" if purpose == "ocsp" else "时间戳服务"
+        subject = make_name({"C": "CN", "O": organization, "CN": f"{title}（{KIND_LABEL[kind]}）"})
+        if purpose == "ocsp":
+            cert = delegate(issuing, key, subject).certificate
+        else:
+            cert = issuing.issue(key.public_key_info, subject, "tsa")
+        identities.save(ServiceIdentity(name, purpose, issuing.name, key.key_uri, cert.dump()))
+        created.append(name)
+    return created
+
+
+def _load_ca(
+    settings: Settings,
+    records: CaRecordStore,
+    repository: SqlCertificateRepository,
+    keys: SoftwareKeyStore | KeyRegistry,
+    name: str,
+    clock: Clock,
+) -> CertificateAuthority:
+    record = records.get(name)
+    if record is None:
+        raise CaNotFoundError(f"no CA named {name!r}; run etrust init")
+    cert: x509.Certificate = load_certificate(record.certificate_der)
+    return CertificateAuthority(
+        name,
+        cert,
+        keys.find(record.key_uri),
+        repository,
+        pointers=pointers_for(settings, name),
+        policies=settings.naming.policy_oids,
+        clock=clock,
+        crl_validity=timedelta(hours=settings.crl_validity_hours),
+    )
+
+
+def open_pki(
+    settings: Settings,
+    records: CaRecordStore,
+    repository: SqlCertificateRepository,
+    keys: KeyRegistry,
+    *,
+    clock: Clock = system_clock,
+) -> Pki:
+    pki = Pki(settings, keys, repository)
+    for record in records.list():
+        pki.cas[record.name] = _load_ca(settings, records, repository, keys, record.name, clock)
+        pki.parents[record.name] = record.parent
+    return pki

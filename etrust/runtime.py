@@ -1,0 +1,59 @@
+"""Everything a command or the web app needs, built from settings in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from etrust.db import make_engine, migrate, session_factory
+from etrust.pki import Pki, open_keystore, open_pki
+from etrust.settings import Settings
+from etrust.store import (
+    ApiClientStore,
+    CaRecordStore,
+    ServiceIdentityStore,
+    SqlCertificateRepository,
+)
+from trust import sm2
+from trust.clock import Clock, system_clock
+from trust.keys import KeyRegistry
+from trust.softkeys import SoftwareKeyStore
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    records: CaRecordStore
+    identities: ServiceIdentityStore
+    repository: SqlCertificateRepository
+    clients: ApiClientStore
+    keystore: SoftwareKeyStore
+    keys: KeyRegistry
+
+    def pki(self, clock: Clock = system_clock) -> Pki:
+        return open_pki(self.settings, self.records, self.repository, self.keys, clock=clock)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def open_runtime(settings: Settings) -> Runtime:
+    """Check SM2 is available (fail closed), open the database (migrated) and the keystore."""
+    sm2.ensure_available()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    sessions = session_factory(engine)
+    keystore = open_keystore(settings)
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        records=CaRecordStore(sessions),
+        identities=ServiceIdentityStore(sessions),
+        repository=SqlCertificateRepository(sessions),
+        clients=ApiClientStore(sessions),
+        keystore=keystore,
+        keys=KeyRegistry(keystore),
+    )

@@ -1,0 +1,65 @@
+"""The long-lived objects the web app serves from: CAs, OCSP responder, TSAs, CRL caches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from etrust.pki import Pki
+from etrust.runtime import Runtime
+from trust.certificates import load_certificate
+from trust.crl import CrlCache
+from trust.errors import CaNotFoundError, ConfigurationError
+from trust.ocsp import DelegatedResponder, OcspResponder
+from trust.tsa import TimeStampAuthority
+
+TSA_KINDS = ("sm2", "rsa")
+
+
+@dataclass
+class Services:
+    runtime: Runtime
+    pki: Pki
+    ocsp: OcspResponder
+    tsas: dict[str, TimeStampAuthority]
+    crls: dict[str, CrlCache] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, runtime: Runtime) -> Services:
+        settings = runtime.settings
+        pki = runtime.pki()
+        if not pki.cas:
+            raise ConfigurationError(f"no CAs in {settings.home}: run etrust init first")
+        authorities: list[object] = []
+        tsas: dict[str, TimeStampAuthority] = {}
+        for identity in runtime.identities.list():
+            ca = pki.ca(identity.ca_name)
+            key = runtime.keys.find(identity.key_uri)
+            cert = load_certificate(identity.certificate_der)
+            if identity.purpose == "ocsp":
+                authorities.append(DelegatedResponder(ca, cert, key))
+            elif identity.purpose == "tsa":
+                chain = [ca.certificate, *pki.chain_above(ca.name)]
+                tsas[identity.name.removeprefix("tsa-")] = TimeStampAuthority(
+                    cert, key, policy=settings.tsa_policy_oid, chain=chain
+                )
+        delegated = {a.ca.name for a in authorities if isinstance(a, DelegatedResponder)}
+        authorities += [ca for name, ca in pki.cas.items() if name not in delegated]
+        ocsp = OcspResponder(
+            authorities,  # type: ignore[arg-type]
+            validity=timedelta(minutes=settings.ocsp_validity_minutes),
+        )
+        crls = {name: CrlCache(ca) for name, ca in pki.cas.items()}
+        return cls(runtime, pki, ocsp, tsas, crls)
+
+    def crl(self, ca_name: str) -> bytes:
+        cache = self.crls.get(ca_name)
+        if cache is None:
+            raise CaNotFoundError(f"no CA named {ca_name!r}")
+        return cache.current()
+
+    def tsa(self, kind: str) -> TimeStampAuthority:
+        try:
+            return self.tsas[kind]
+        except KeyError:
+            raise CaNotFoundError(f"no {kind} time-stamping authority (run etrust init)") from None
