@@ -34,7 +34,9 @@ def run(seconds: float) -> list[str]:
             subject_key = store.generate(f"leaf-{spec}", spec).public_key_info
             name = make_name({"C": "CN", "O": "示范盟市场监督管理局", "CN": "电子印章"})
             issued = rate(
-                lambda ca=ca, k=subject_key, n=name: ca.issue(k, n, "seal-signer"), seconds, batch=20
+                lambda ca=ca, k=subject_key, n=name: ca.issue(k, n, "seal-signer"),
+                seconds,
+                batch=20,
             )
             target = "target >= 1,000/s" if spec == "sm2" else ""
             lines.append(

@@ -29,7 +29,7 @@ from asn1crypto import algos, cms, core, parser, tsp, x509
 
 from trust import (
     asn1_gm,  # noqa: F401  (SM3 and SM2 OIDs known to asn1crypto)
-    )
+)
 from trust.algorithms import (
     DEFAULT_FOR_KEY,
     ECDSA_P256_SHA256,
