@@ -33,6 +33,8 @@ from etrust.store import (
     API_ROLES,
     ApiClientStore,
     CaRecordStore,
+    ServiceIdentity,
+    ServiceIdentityStore,
     SqlCertificateRepository,
 )
 from trust.ca import CertificateAuthority, self_signed_root
@@ -56,6 +58,7 @@ pytest_plugins = ["tests.db_fixtures"]
 
 TABLES = {
     "certificate_authorities",
+    "service_identities",
     "issued_certificates",
     "revocations",
     "crl_numbers",
@@ -566,6 +569,25 @@ def test_ca_records_refuse_bad_input(
     with pytest.raises(MalformedInputError):
         records.save("根", key_uri, cert)
     assert records.list() == []
+
+
+def test_service_identities(
+    db_sessions: sessionmaker[Session], two_roots: tuple[str, bytes, bytes]
+) -> None:
+    key_uri, cert, other_cert = two_roots
+    CaRecordStore(db_sessions).save("root-sm2", key_uri, cert)
+    identities = ServiceIdentityStore(db_sessions)
+    tsa = ServiceIdentity("tsa-sm2", "tsa", "root-sm2", "soft:object=tsa-sm2", other_cert)
+    assert identities.save(tsa) == tsa
+    assert identities.save(tsa) == tsa  # init run again
+    with pytest.raises(ConflictError):
+        identities.save(ServiceIdentity("tsa-sm2", "tsa", "root-sm2", "soft:object=x", other_cert))
+    with pytest.raises(CaNotFoundError):
+        identities.save(ServiceIdentity("ocsp-x", "ocsp", "no-such-ca", key_uri, cert))
+    with pytest.raises(MalformedInputError):
+        identities.save(ServiceIdentity("odd", "mail", "root-sm2", key_uri, cert))
+    assert identities.list() == [tsa]
+    assert identities.get("tsa-sm2") == tsa and identities.get("ocsp-x") is None
 
 
 # ----------------------------------------------------------------------------- API clients

@@ -513,7 +513,44 @@ async def avalidate_chain(
     key_usage: set[str] | None = None,
     extended_key_usage: set[str] | None = None,
 ) -> ValidationReport:
-    """Validate ``cert`` up to a trusted root at ``at`` (default: now); see :func:`validate_chain`."""
+    """Validate ``cert`` up to a trusted root at ``at`` (default: now); see :func:`validate_chain`.
+
+    A revocation proven by the data given outweighs data missing for another certificate of
+    the path: certvalidator stops at the first certificate it cannot decide, so when it reports
+    REVOCATION_UNKNOWN the path is checked again with what there is, and REVOKED wins.
+    """
+    crl_list, ocsp_list = list(crls), list(ocsp_responses)
+    once = functools.partial(
+        _avalidate_once,
+        cert,
+        trust_roots=trust_roots,
+        intermediates=list(intermediates),
+        crls=crl_list,
+        ocsp_responses=ocsp_list,
+        at=at,
+        key_usage=key_usage,
+        extended_key_usage=extended_key_usage,
+    )
+    report = await once(revocation=revocation)
+    if report.reason == "REVOCATION_UNKNOWN" and (crl_list or ocsp_list):
+        again = await once(revocation="soft-fail")
+        if again.reason == "REVOKED":
+            return again
+    return report
+
+
+async def _avalidate_once(
+    cert: CertificateInput,
+    *,
+    trust_roots: TrustStore | Iterable[CertificateInput],
+    intermediates: Iterable[CertificateInput] = (),
+    crls: Iterable[CrlInput] = (),
+    ocsp_responses: Iterable[OcspInput] = (),
+    at: datetime | None = None,
+    revocation: RevocationMode = "require",
+    key_usage: set[str] | None = None,
+    extended_key_usage: set[str] | None = None,
+) -> ValidationReport:
     if revocation not in REVOCATION_MODES:
         raise MalformedInputError(
             f"unknown revocation mode {revocation!r}; use one of {', '.join(REVOCATION_MODES)}"

@@ -1,0 +1,280 @@
+"""The etrust command line, end to end on a real home (SQLite + software keys)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from etrust.cli import main
+from tests.conftest import SM2_ID_OPT, openssl
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("home")
+    assert main(["--home", str(path), "init", "--demo"]) == 0
+    return path
+
+
+def test_init_is_idempotent_and_lists_cas(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--home", str(home), "init", "--json")
+    assert code == 0 and json.loads(out)["created"] == []
+    code, out, _ = run(capsys, "--home", str(home), "ca", "list", "--json")
+    names = {ca["name"]: ca for ca in json.loads(out)["cas"]}
+    assert set(names) == {"root-sm2", "issuing-sm2", "root-rsa", "issuing-rsa"}
+    assert names["issuing-sm2"]["algorithm"] == "sm2-sm3"
+    assert names["root-rsa"]["algorithm"] == "rsa-pkcs1-sha256"
+    assert "示范盟" in names["root-sm2"]["subject"]
+    token_file = home / "demo-api-token.txt"
+    assert token_file.stat().st_mode & 0o077 == 0
+
+
+def test_export_issue_verify_revoke_crl(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    h = str(home)
+    for fmt in ("pem", "der"):
+        assert (
+            run(
+                capsys,
+                "--home",
+                h,
+                "ca",
+                "export",
+                "root-sm2",
+                "--out",
+                str(tmp_path / f"root.{fmt}"),
+                "--format",
+                fmt,
+            )[0]
+            == 0
+        )
+    assert (tmp_path / "root.pem").read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
+    assert (
+        openssl(
+            "x509", "-inform", "DER", "-in", tmp_path / "root.der", "-noout", "-subject"
+        ).returncode
+        == 0
+    )
+
+    openssl("genpkey", "-algorithm", "SM2", "-out", tmp_path / "k.pem")
+    openssl(
+        "req",
+        "-new",
+        "-key",
+        tmp_path / "k.pem",
+        "-sm3",
+        "-sigopt",
+        SM2_ID_OPT,
+        "-subj",
+        "/C=CN/CN=李四",
+        "-utf8",
+        "-out",
+        tmp_path / "req.pem",
+    )
+    code, out, _ = run(
+        capsys,
+        "--home",
+        h,
+        "cert",
+        "issue",
+        "--ca",
+        "issuing-sm2",
+        "--profile",
+        "person-signer",
+        "--csr",
+        str(tmp_path / "req.pem"),
+        "--out",
+        str(tmp_path / "cert.pem"),
+        "--json",
+    )
+    assert code == 0
+    serial = json.loads(out)["serial"]
+
+    # Valid against the home's own roots; OpenSSL agrees link by link.
+    code, out, _ = run(capsys, "--home", h, "verify", str(tmp_path / "cert.pem"), "--json")
+    report = json.loads(out)
+    assert (code, report["verdict"], report["reason"]) == (0, "PASSED", "OK")
+    run(capsys, "--home", h, "ca", "export", "issuing-sm2", "--out", str(tmp_path / "issuing.pem"))
+    out_ssl = openssl(
+        "verify",
+        "-vfyopt",
+        SM2_ID_OPT,
+        "-partial_chain",
+        "-CAfile",
+        tmp_path / "issuing.pem",
+        tmp_path / "cert.pem",
+    )
+    assert b"OK" in out_ssl.stdout
+
+    # Only an explicit anchor and no intermediate: undecided (exit 2).
+    code, out, _ = run(
+        capsys,
+        "--home",
+        h,
+        "verify",
+        str(tmp_path / "cert.pem"),
+        "--trust",
+        str(tmp_path / "root.pem"),
+        "--json",
+    )
+    assert (code, json.loads(out)["verdict"]) == (2, "INDETERMINATE")
+    code, out, _ = run(
+        capsys,
+        "--home",
+        h,
+        "verify",
+        str(tmp_path / "cert.pem"),
+        "--trust",
+        str(tmp_path / "root.pem"),
+        "--untrusted",
+        str(tmp_path / "issuing.pem"),
+        "--json",
+    )
+    assert (code, json.loads(out)["verdict"]) == (0, "PASSED")
+
+    code, out, _ = run(
+        capsys, "--home", h, "cert", "revoke", serial, "--reason", "key_compromise", "--json"
+    )
+    assert code == 0 and json.loads(out)["ca"] == "issuing-sm2"
+    code, _, err = run(capsys, "--home", h, "cert", "revoke", serial, "--reason", "superseded")
+    assert code == 1 and "ALREADY_REVOKED" in err
+
+    code, out, _ = run(capsys, "--home", h, "verify", str(tmp_path / "cert.pem"), "--json")
+    assert (code, json.loads(out)["reason"]) == (1, "REVOKED")
+
+    assert (
+        run(capsys, "--home", h, "crl", "--ca", "issuing-sm2", "--out", str(tmp_path / "i.crl"))[0]
+        == 0
+    )
+    text = openssl(
+        "crl", "-inform", "DER", "-in", tmp_path / "i.crl", "-noout", "-text"
+    ).stdout.decode()
+    assert serial.upper() in text.replace(":", "") and "Key Compromise" in text
+    # The CRL given on the command line counts for revocation with an explicit anchor too.
+    code, out, _ = run(
+        capsys,
+        "--home",
+        h,
+        "verify",
+        str(tmp_path / "cert.pem"),
+        "--trust",
+        str(tmp_path / "root.pem"),
+        "--untrusted",
+        str(tmp_path / "issuing.pem"),
+        "--crl",
+        str(tmp_path / "i.crl"),
+        "--json",
+    )
+    report = json.loads(out)
+    assert (code, report["reason"]) == (1, "REVOKED"), report
+    code, out, _ = run(capsys, "--home", h, "verify", str(tmp_path / "i.crl"), "--json")
+    assert (code, json.loads(out)["verdict"]) == (0, "PASSED")
+
+
+def test_bad_input_gets_codes_not_tracebacks(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    h = str(home)
+    (tmp_path / "junk").write_bytes(b"\x30\x82\x01")
+    code, _, err = run(
+        capsys,
+        "--home",
+        h,
+        "cert",
+        "issue",
+        "--ca",
+        "issuing-rsa",
+        "--profile",
+        "person-signer",
+        "--csr",
+        str(tmp_path / "junk"),
+        "--out",
+        str(tmp_path / "x.pem"),
+    )
+    assert code == 1 and "CSR_MALFORMED" in err and "Traceback" not in err
+    code, _, err = run(
+        capsys,
+        "--home",
+        h,
+        "cert",
+        "issue",
+        "--ca",
+        "nope",
+        "--profile",
+        "person-signer",
+        "--csr",
+        str(tmp_path / "junk"),
+        "--out",
+        str(tmp_path / "x.pem"),
+    )
+    assert code == 1 and "CA_NOT_FOUND" in err
+    code, _, err = run(capsys, "--home", h, "cert", "revoke", "xyz")
+    assert code == 1 and "MALFORMED_INPUT" in err
+    code, _, err = run(capsys, "--home", h, "cert", "revoke", "abcdef")
+    assert code == 1 and "CERTIFICATE_NOT_FOUND" in err
+    code, out, _ = run(capsys, "--home", h, "verify", str(tmp_path / "junk"), "--json")
+    assert (code, json.loads(out)["reason"]) == (1, "MALFORMED")
+    code, out, _ = run(capsys, "--home", h, "verify", str(tmp_path / "missing"), "--json")
+    assert code == 2 and json.loads(out)["error"] == "MALFORMED_INPUT"
+    with pytest.raises(SystemExit):
+        main(
+            [
+                "--home",
+                h,
+                "cert",
+                "issue",
+                "--ca",
+                "issuing-rsa",
+                "--profile",
+                "no-such",
+                "--csr",
+                "x",
+                "--out",
+                "y",
+            ]
+        )
+
+
+def test_client_create_prints_token_once(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys,
+        "--home",
+        str(home),
+        "client",
+        "create",
+        "hall-1",
+        "--role",
+        "ra-officer",
+        "--department",
+        "152501",
+        "--json",
+    )
+    token = json.loads(out)["token"]
+    assert code == 0 and token.startswith("et_")
+    db = (home / "etrust.db").read_bytes()
+    assert token.encode() not in db
+    code, _, err = run(
+        capsys, "--home", str(home), "client", "create", "hall-1", "--role", "ra-officer"
+    )
+    assert code == 1 and "CONFLICT" in err
+
+
+def test_console_script_runs(home: Path) -> None:
+    exe = shutil.which("etrust", path=str(Path(sys.executable).parent))
+    assert exe is not None, "the etrust console script is not installed"
+    proc = subprocess.run(
+        [exe, "--home", str(home), "ca", "list"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0 and "issuing-sm2" in proc.stdout
