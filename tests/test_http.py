@@ -23,7 +23,8 @@ from tests.conftest import SM2_ID_OPT, openssl
 from trust.certificates import load_certificate
 from trust.crl import load_crl
 from trust.ocsp import build_request, verify_response
-from trust.tsa import TimeStampResp, build_request as tsa_request, verify_token
+from trust.tsa import TimeStampResp, verify_token
+from trust.tsa import build_request as tsa_request
 
 
 @pytest.fixture(scope="module")
