@@ -40,7 +40,8 @@ pytest: install system-deps
 
 test: system-deps lint typecheck contracts pytest
 
-bench: install system-deps
+bench: install
+	@sh scripts/system-deps.sh wrk
 	$(BIN)/python -m bench
 
 clean:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from asn1crypto import x509
-from sqlalchemy import select
+from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -46,7 +46,14 @@ from trust.errors import (
     MalformedInputError,
     NotFoundError,
 )
-from trust.repository import REVOCATION_REASONS, IssuedCertificate, Revocation
+from trust.repository import (
+    GOOD,
+    REVOCATION_REASONS,
+    UNKNOWN,
+    CertificateStatus,
+    IssuedCertificate,
+    Revocation,
+)
 
 _T = TypeVar("_T")
 
@@ -115,6 +122,21 @@ def _revocation(row: RevocationRow) -> Revocation:
     return Revocation(row.issuer, serial_from_hex(row.serial), row.reason, row.revoked_at)
 
 
+_STATUS_QUERY = (
+    select(RevocationRow.reason, RevocationRow.revoked_at)
+    .select_from(IssuedCertificateRow)
+    .outerjoin(
+        RevocationRow,
+        (RevocationRow.issuer == IssuedCertificateRow.issuer)
+        & (RevocationRow.serial == IssuedCertificateRow.serial),
+    )
+    .where(
+        IssuedCertificateRow.issuer == bindparam("issuer"),
+        IssuedCertificateRow.serial == bindparam("serial"),
+    )
+)
+
+
 class SqlCertificateRepository:
     """``trust.repository.CertificateRepository`` on SQLite or PostgreSQL.
 
@@ -127,6 +149,7 @@ class SqlCertificateRepository:
 
     def __init__(self, sessions: sessionmaker[Session], *, clock: Clock = system_clock) -> None:
         self._sessions = sessions
+        self._engine: Engine = sessions.kw["bind"]
         self._clock = clock
 
     def add_certificate(self, cert: IssuedCertificate) -> None:
@@ -234,6 +257,19 @@ class SqlCertificateRepository:
                 )
             )
             return None if row is None else _revocation(row)
+
+    def certificate_status(self, issuer: str, serial: int) -> CertificateStatus:
+        """One indexed query with Core, no ORM objects: OCSP asks this on every request."""
+        key = _lookup_serial(serial)
+        if key is None:
+            return UNKNOWN
+        with self._engine.connect() as conn:
+            row = conn.execute(_STATUS_QUERY, {"issuer": issuer, "serial": key}).first()
+        if row is None:
+            return UNKNOWN
+        if row.reason is None:
+            return GOOD
+        return CertificateStatus(True, Revocation(issuer, serial, row.reason, row.revoked_at))
 
     def revocations(self, issuer: str) -> list[Revocation]:
         with transaction(self._sessions) as session:

@@ -1,9 +1,12 @@
 #!/bin/sh
-# Installs the system packages the tests need (Debian), or says what is missing.
+# Installs the Debian packages the tests (and, given as arguments, the benchmarks) need,
+# or says what is missing when not root.
 # openssl: the CLI is the independent judge of our certificates and signatures.
 set -eu
 missing=""
-command -v openssl >/dev/null 2>&1 || missing="$missing openssl"
+for cmd in openssl "$@"; do
+    command -v "$cmd" >/dev/null 2>&1 || missing="$missing $cmd"
+done
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing system packages:$missing"
@@ -11,6 +14,6 @@ if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing
 else
     echo "missing system packages:$missing" >&2
-    echo "install them as root (Debian: apt-get install$missing) and run make test again" >&2
+    echo "install them as root (Debian: apt-get install$missing) and run make again" >&2
     exit 1
 fi

@@ -441,6 +441,8 @@ def test_same_answers_as_the_memory_repository(db_sessions: sessionmaker[Session
 
         for cert in certs:
             repo.add_certificate(cert)
+        out.append([repo.certificate_status(c.issuer, c.serial) for c in certs])
+        out.append(repo.certificate_status("c", shared))
         out.append(sorted(repo.certificates_with_serial(shared), key=lambda c: c.issuer))
         out.append(repo.get_certificate("b", certs[2].serial))
         for cert in reversed(certs):
@@ -449,6 +451,8 @@ def test_same_answers_as_the_memory_repository(db_sessions: sessionmaker[Session
         attempt(lambda: repo.revoke("c", shared, "superseded", NOW))
         out.append(repo.revocations("a"))
         out.append(repo.get_revocation("b", shared))
+        out.append([repo.certificate_status(c.issuer, c.serial) for c in certs])
+        out.append(repo.certificate_status("a", 0))
         out.append([repo.next_crl_number(i) for i in ("a", "a", "b", "a")])
         return out
 

@@ -481,12 +481,11 @@ class OcspResponder:
     def _lookup(self, served: _Served, cid: _CertId) -> tuple[CertStatusName, Revocation | None]:
         if self._by_issuer.get((cid.hash_name, cid.name_hash, cid.key_hash)) is not served:
             return "unknown", None
-        repo, name = served.ca.repository, served.ca.name
-        revocation = repo.get_revocation(name, cid.serial)
-        if revocation is not None:
-            return "revoked", revocation
-        if repo.get_certificate(name, cid.serial) is None:
+        status = served.ca.repository.certificate_status(served.ca.name, cid.serial)
+        if not status.issued:
             return "unknown", None  # never issued by this CA (RFC 6960 §2.2)
+        if status.revocation is not None:
+            return "revoked", status.revocation
         return "good", None
 
     def _sign(

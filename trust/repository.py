@@ -46,6 +46,18 @@ class Revocation:
     revoked_at: datetime
 
 
+@dataclass(frozen=True)
+class CertificateStatus:
+    """What a status service needs to know: issued here at all, and revoked or not."""
+
+    issued: bool
+    revocation: Revocation | None = None
+
+
+UNKNOWN = CertificateStatus(issued=False)
+GOOD = CertificateStatus(issued=True)
+
+
 class CertificateRepository(Protocol):
     """Issued certificates, their revocations and each CA's CRL counter."""
 
@@ -60,6 +72,10 @@ class CertificateRepository(Protocol):
         ...
 
     def get_revocation(self, issuer: str, serial: int) -> Revocation | None: ...
+
+    def certificate_status(self, issuer: str, serial: int) -> CertificateStatus:
+        """Issued and revocation state in one cheap look-up (OCSP asks this per request)."""
+        ...
 
     def revocations(self, issuer: str) -> list[Revocation]: ...
 
@@ -99,6 +115,12 @@ class MemoryRepository:
 
     def get_revocation(self, issuer: str, serial: int) -> Revocation | None:
         return self._revoked.get((issuer, serial))
+
+    def certificate_status(self, issuer: str, serial: int) -> CertificateStatus:
+        if (issuer, serial) not in self._certs:
+            return UNKNOWN
+        revocation = self._revoked.get((issuer, serial))
+        return GOOD if revocation is None else CertificateStatus(True, revocation)
 
     def revocations(self, issuer: str) -> list[Revocation]:
         return sorted(
