@@ -82,7 +82,8 @@ class _Lib:
         self.md_ctx_free = fn("EVP_MD_CTX_free", None, c_void_p)
         self.md_ctx_set_pkey_ctx = fn("EVP_MD_CTX_set_pkey_ctx", None, c_void_p, c_void_p)
         self.md_ctx_copy = fn("EVP_MD_CTX_copy_ex", c_int, c_void_p, c_void_p)
-        self.sm3 = fn("EVP_sm3", c_void_p)
+        self.md_fetch = fn("EVP_MD_fetch", c_void_p, c_void_p, c_char_p, c_char_p)
+        self.sm3: int | None = None  # the fetched EVP_MD*, set by _load
         self.sign_init = fn(
             "EVP_DigestSignInit", c_int, c_void_p, c_void_p, c_void_p, c_void_p, c_void_p
         )
@@ -120,7 +121,9 @@ def _load() -> _Lib:
                 "Install OpenSSL 3 (Debian: libssl3)."
             ) from exc
         ctx = lib.pkey_ctx_new_from_name(None, b"SM2", None)
-        if not ctx or not lib.sm3():
+        # Fetched once and kept for the process: an implicit fetch per signature costs time.
+        lib.sm3 = lib.md_fetch(None, b"SM3", None)
+        if not ctx or not lib.sm3:
             lib.err_clear()
             raise CryptoUnavailableError(
                 f"libcrypto ({name}) has no SM2/SM3; SM2 signing is disabled (fail closed)."
@@ -194,7 +197,7 @@ def _digest_ctx(pkey: int, sm2_id: bytes, verify: bool) -> tuple[int, int]:
     if ok:
         lib.md_ctx_set_pkey_ctx(mctx, pctx)
         init = lib.verify_init if verify else lib.sign_init
-        ok = init(mctx, None, lib.sm3(), None, pkey) == 1
+        ok = init(mctx, None, lib.sm3, None, pkey) == 1
     if not ok:
         lib.err_clear()
         lib.md_ctx_free(mctx)
