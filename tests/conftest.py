@@ -47,6 +47,31 @@ def openssl(
     return proc
 
 
+def openssl_key(path: Path, kind: str) -> Path:
+    """A private key made by OpenSSL: ``sm2``, ``rsa`` (2048 bits) or ``rsa-BITS``."""
+    if kind == "sm2":
+        openssl("genpkey", "-algorithm", "SM2", "-out", path)
+    else:
+        bits = kind.partition("-")[2] or "2048"
+        openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", f"rsa_keygen_bits:{bits}", "-out", path)
+    return path
+
+
+def openssl_csr(
+    folder: Path, kind: str, subject: str = "/CN=test", *, sm2_id: bool = True, der: bool = False
+) -> Path:
+    """A PKCS#10 request made by OpenSSL; SM2 ones signed with the standard ID unless told not."""
+    key = openssl_key(folder / "csr-key.pem", kind)
+    out = folder / ("req.der" if der else "req.pem")
+    args: list[str | Path] = ["req", "-new", "-key", key, "-subj", subject, "-utf8", "-out", out]
+    if kind == "sm2":
+        args += ["-sm3", *(["-sigopt", SM2_ID_OPT] if sm2_id else [])]
+    if der:
+        args += ["-outform", "DER"]
+    openssl(*args)
+    return out
+
+
 @dataclass
 class Hierarchy:
     """A root CA and an issuing CA below it, sharing one repository."""

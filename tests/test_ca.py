@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from asn1crypto import x509
 
-from tests.conftest import SM2_ID_OPT, Hierarchy, openssl
+from tests.conftest import SM2_ID_OPT, Hierarchy, openssl, openssl_csr
 from trust.ca import CertificateAuthority
 from trust.certificates import (
     CertificateBuilder,
@@ -127,44 +127,8 @@ def test_chain_structure(hierarchy: Hierarchy) -> None:
 
 
 def test_openssl_made_csr_is_certified(hierarchy: Hierarchy, tmp_path: Path) -> None:
-    if hierarchy.kind == "sm2":
-        openssl("genpkey", "-algorithm", "SM2", "-out", tmp_path / "k.pem")
-        openssl(
-            "req",
-            "-new",
-            "-key",
-            tmp_path / "k.pem",
-            "-sm3",
-            "-sigopt",
-            SM2_ID_OPT,
-            "-subj",
-            "/C=CN/O=测试单位/CN=张三",
-            "-utf8",
-            "-out",
-            tmp_path / "req.pem",
-        )
-    else:
-        openssl(
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-out",
-            tmp_path / "k.pem",
-        )
-        openssl(
-            "req",
-            "-new",
-            "-key",
-            tmp_path / "k.pem",
-            "-subj",
-            "/C=CN/O=测试单位/CN=张三",
-            "-utf8",
-            "-out",
-            tmp_path / "req.pem",
-        )
-    cert = hierarchy.issuing.issue_from_csr((tmp_path / "req.pem").read_bytes(), "person-signer")
+    req = openssl_csr(tmp_path, hierarchy.kind, "/C=CN/O=测试单位/CN=张三")
+    cert = hierarchy.issuing.issue_from_csr(req.read_bytes(), "person-signer")
     assert cert.subject.native["common_name"] == "张三"
     _check_chain_with_openssl(hierarchy, cert, tmp_path)
 
@@ -172,46 +136,14 @@ def test_openssl_made_csr_is_certified(hierarchy: Hierarchy, tmp_path: Path) -> 
 def test_sm2_csr_without_id_is_refused_with_advice(
     sm2_hierarchy: Hierarchy, tmp_path: Path
 ) -> None:
-    openssl("genpkey", "-algorithm", "SM2", "-out", tmp_path / "k.pem")
-    openssl(
-        "req",
-        "-new",
-        "-key",
-        tmp_path / "k.pem",
-        "-sm3",
-        "-subj",
-        "/CN=x",
-        "-out",
-        tmp_path / "req.pem",
-    )
+    req = openssl_csr(tmp_path, "sm2", "/CN=x", sm2_id=False)
     with pytest.raises(CsrError, match="distid:1234567812345678") as info:
-        sm2_hierarchy.issuing.issue_from_csr((tmp_path / "req.pem").read_bytes(), "person-signer")
+        sm2_hierarchy.issuing.issue_from_csr(req.read_bytes(), "person-signer")
     assert info.value.code == "CSR_SM2_ID_MISSING"
 
 
 def test_bad_csrs(rsa_hierarchy: Hierarchy, tmp_path: Path) -> None:
-    openssl(
-        "genpkey",
-        "-algorithm",
-        "RSA",
-        "-pkeyopt",
-        "rsa_keygen_bits:2048",
-        "-out",
-        tmp_path / "k.pem",
-    )
-    openssl(
-        "req",
-        "-new",
-        "-key",
-        tmp_path / "k.pem",
-        "-subj",
-        "/CN=x",
-        "-outform",
-        "DER",
-        "-out",
-        tmp_path / "req.der",
-    )
-    der = (tmp_path / "req.der").read_bytes()
+    der = openssl_csr(tmp_path, "rsa", "/CN=x", der=True).read_bytes()
     cases = {
         "CSR_MALFORMED": [
             b"",
@@ -231,20 +163,9 @@ def test_bad_csrs(rsa_hierarchy: Hierarchy, tmp_path: Path) -> None:
 
 
 def test_small_rsa_keys_are_refused(rsa_hierarchy: Hierarchy, tmp_path: Path) -> None:
-    openssl(
-        "genpkey",
-        "-algorithm",
-        "RSA",
-        "-pkeyopt",
-        "rsa_keygen_bits:1024",
-        "-out",
-        tmp_path / "k.pem",
-    )
-    openssl(
-        "req", "-new", "-key", tmp_path / "k.pem", "-subj", "/CN=x", "-out", tmp_path / "req.pem"
-    )
+    req = openssl_csr(tmp_path, "rsa-1024", "/CN=x")
     with pytest.raises((WeakKeyError, CsrError)):
-        rsa_hierarchy.issuing.issue_from_csr((tmp_path / "req.pem").read_bytes(), "person-signer")
+        rsa_hierarchy.issuing.issue_from_csr(req.read_bytes(), "person-signer")
 
 
 def test_builder_is_immutable_and_strict() -> None:

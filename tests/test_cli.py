@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from etrust.cli import main
-from tests.conftest import SM2_ID_OPT, openssl
+from tests.conftest import SM2_ID_OPT, openssl, openssl_csr
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -68,21 +68,7 @@ def test_export_issue_verify_revoke_crl(
         == 0
     )
 
-    openssl("genpkey", "-algorithm", "SM2", "-out", tmp_path / "k.pem")
-    openssl(
-        "req",
-        "-new",
-        "-key",
-        tmp_path / "k.pem",
-        "-sm3",
-        "-sigopt",
-        SM2_ID_OPT,
-        "-subj",
-        "/C=CN/CN=李四",
-        "-utf8",
-        "-out",
-        tmp_path / "req.pem",
-    )
+    req = openssl_csr(tmp_path, "sm2", "/C=CN/CN=李四")
     code, out, _ = run(
         capsys,
         "--home",
@@ -94,7 +80,7 @@ def test_export_issue_verify_revoke_crl(
         "--profile",
         "person-signer",
         "--csr",
-        str(tmp_path / "req.pem"),
+        str(req),
         "--out",
         str(tmp_path / "cert.pem"),
         "--json",

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from etrust.app import create_app
 from etrust.cli import main
 from etrust.settings import load_settings
-from tests.conftest import SM2_ID_OPT, openssl
+from tests.conftest import openssl, openssl_csr
 from trust.certificates import load_certificate
 from trust.crl import load_crl
 from trust.ocsp import build_request, verify_response
@@ -52,34 +52,7 @@ def _ca(client: TestClient, name: str) -> bytes:
 
 
 def _csr(tmp: Path, kind: str) -> str:
-    if kind == "sm2":
-        openssl("genpkey", "-algorithm", "SM2", "-out", tmp / "k.pem")
-        openssl(
-            "req",
-            "-new",
-            "-key",
-            tmp / "k.pem",
-            "-sm3",
-            "-sigopt",
-            SM2_ID_OPT,
-            "-subj",
-            "/C=CN/CN=王五",
-            "-utf8",
-            "-out",
-            tmp / "req.pem",
-        )
-    else:
-        openssl(
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-out",
-            tmp / "k.pem",
-        )
-        openssl("req", "-new", "-key", tmp / "k.pem", "-subj", "/CN=wang", "-out", tmp / "req.pem")
-    return (tmp / "req.pem").read_text()
+    return openssl_csr(tmp, kind, "/C=CN/CN=王五").read_text()
 
 
 def test_front_page_lists_cas_and_urls(client: TestClient) -> None:
