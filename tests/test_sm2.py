@@ -12,7 +12,8 @@ from asn1crypto import algos, core, keys
 
 from tests import sm2_reference
 from tests.conftest import SM2_ID_OPT, openssl
-from trust.errors import InvalidSignatureError, MalformedInputError
+from trust import sm2 as sm2_module
+from trust.errors import CryptoUnavailableError, InvalidSignatureError, MalformedInputError
 from trust.sm2 import DEFAULT_ID, RECOMMENDED_CURVE, Sm2PrivateKey, Sm2PublicKey, z_value
 
 VECTORS = (
@@ -246,3 +247,16 @@ def test_signing_from_threads() -> None:
     for t in threads:
         t.join()
     assert not errors
+
+
+@pytest.mark.parametrize("library", ["libdoes-not-exist.so.9", "libc.so.6"])
+def test_sm2_fails_closed_without_a_capable_libcrypto(
+    monkeypatch: pytest.MonkeyPatch, library: str
+) -> None:
+    """No SM2 engine means no SM2 signing at all, with a clear error, never a fallback."""
+    monkeypatch.setattr(sm2_module, "_lib", None)
+    monkeypatch.setattr(sm2_module.ctypes.util, "find_library", lambda _name: library)
+    with pytest.raises(CryptoUnavailableError, match="SM2"):
+        sm2_module.ensure_available()
+    with pytest.raises(CryptoUnavailableError):
+        Sm2PrivateKey.generate()
