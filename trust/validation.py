@@ -400,7 +400,8 @@ def _cert(value: CertificateInput, what: str) -> x509.Certificate:
     try:
         return _parsed_certificate(_der_of(value, x509.Certificate, what))
     except MalformedInputError as exc:
-        raise MalformedInputError(f"{what}: {exc.message}") from exc
+        message = exc.message.removeprefix("certificate: ")
+        raise MalformedInputError(f"{what}: {message}") from exc
 
 
 def _crl(value: CrlInput) -> crl.CertificateList:
