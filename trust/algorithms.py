@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from asn1crypto import algos, keys
+from asn1crypto import algos, core, keys
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -196,6 +196,30 @@ def verify(
 ) -> None:
     """Verify a signature named by its wire AlgorithmIdentifier."""
     from_identifier(identifier).verify(public_key_info, signature, data, sm2_id=sm2_id)
+
+
+def signature_octets(bit_string: core.Asn1Value) -> bytes:
+    """The octets of a signature BIT STRING, refusing unused bits.
+
+    asn1crypto drops unused bits silently; accepting them would give one signed object two
+    encodings (and two fingerprints), so every signature read from the wire passes here.
+    """
+    contents = bytes(bit_string.contents or b"")
+    if not contents or contents[0] != 0:
+        raise InvalidSignatureError("the signature BIT STRING has unused bits or is empty")
+    return contents[1:]
+
+
+def verify_signed(
+    public_key_info: keys.PublicKeyInfo,
+    identifier: algos.SignedDigestAlgorithm,
+    signature: core.Asn1Value,
+    data: bytes,
+    *,
+    sm2_id: bytes = DEFAULT_ID,
+) -> None:
+    """Verify a signed structure: its AlgorithmIdentifier, signature BIT STRING and TBS bytes."""
+    verify(public_key_info, identifier, signature_octets(signature), data, sm2_id=sm2_id)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -22,7 +22,7 @@ from trust import (
     asn1_gm,  # noqa: F401  (SM2 OIDs known to asn1crypto)
     der,
 )
-from trust.algorithms import SignatureAlgorithm, check_key_matches, verify
+from trust.algorithms import SignatureAlgorithm, check_key_matches, verify_signed
 from trust.errors import BuilderError, MalformedInputError
 from trust.keys import KeyHandle, default_algorithm
 from trust.sm2 import DEFAULT_ID
@@ -267,9 +267,9 @@ def to_pem(value: core.Asn1Value, kind: str = "CERTIFICATE") -> bytes:
 
 def verify_issued_by(cert: x509.Certificate, issuer_public_key: keys.PublicKeyInfo) -> None:
     """Check a certificate's signature with the issuer's key (any registered algorithm)."""
-    verify(
+    verify_signed(
         issuer_public_key,
         cert["signature_algorithm"],
-        cert["signature_value"].native,
+        cert["signature_value"],
         cert["tbs_certificate"].dump(),
     )

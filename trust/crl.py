@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from asn1crypto import crl, x509
 
-from trust.algorithms import SignatureAlgorithm, verify
+from trust.algorithms import SignatureAlgorithm, verify_signed
 from trust.certificates import key_identifier, parse_der, unarmor, x509_time
 from trust.errors import InvalidSignatureError
 from trust.keys import KeyHandle, default_algorithm
@@ -76,10 +76,10 @@ def verify_crl(crl_: crl.CertificateList, issuer: x509.Certificate) -> None:
     """Raise unless ``issuer`` signed ``crl_`` (and named itself as its issuer)."""
     if crl_["tbs_cert_list"]["issuer"].dump() != issuer.subject.dump():
         raise InvalidSignatureError("the CRL names another issuer")
-    verify(
+    verify_signed(
         issuer.public_key,
         crl_["signature_algorithm"],
-        crl_["signature"].native,
+        crl_["signature"],
         crl_["tbs_cert_list"].dump(),
     )
 

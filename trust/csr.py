@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from asn1crypto import csr, keys, x509
 
-from trust.algorithms import check_key_strength, from_identifier
+from trust.algorithms import check_key_strength, from_identifier, signature_octets
 from trust.certificates import parse_der, unarmor
 from trust.errors import (
     CsrError,
@@ -41,7 +41,10 @@ def load_csr(data: bytes, *, sm2_id: bytes = DEFAULT_ID) -> CertificationRequest
     info = request["certification_request_info"]
     spki = info["subject_pk_info"]
     tbs = info.dump()
-    signature = request["signature"].native
+    try:
+        signature = signature_octets(request["signature"])
+    except InvalidSignatureError:
+        raise CsrError("the request's signature is malformed", code="CSR_BAD_SIGNATURE") from None
     try:
         alg = from_identifier(request["signature_algorithm"])
         check_key_strength(spki)
