@@ -15,11 +15,15 @@ from etrust.pki_routes import ServicesDep
 from etrust.store import ApiClient
 from trust.certificates import load_certificate, to_pem
 from trust.errors import AuthError, ForbiddenError, MalformedInputError
+from trust.profiles import get_profile
 from trust.repository import REVOCATION_REASONS, IssuedCertificate
 
 router = APIRouter(prefix="/api/v1", tags=["certificates"])
 
 ISSUING_ROLES = frozenset({"admin", "ra-officer"})
+API_PROFILES = ("seal-maker", "seal-signer", "person-signer")
+"""End-entity profiles only: CA, OCSP-signer and TSA certificates are made by security officers
+(``etrust`` on the CA host), never through the network API."""
 MAX_CSR_CHARS = 64 * 1024
 
 
@@ -58,7 +62,7 @@ class RevokeRequest(BaseModel):
     reason: str = Field(default="unspecified", examples=["key_compromise"])
 
 
-class Revocation(BaseModel):
+class RevocationOut(BaseModel):
     reason: str
     revoked_at: datetime
 
@@ -71,7 +75,7 @@ class CertificateOut(BaseModel):
     not_before: datetime
     not_after: datetime
     status: str = Field(description="good or revoked")
-    revocation: Revocation | None = None
+    revocation: RevocationOut | None = None
     certificate: str = Field(description="PEM")
 
 
@@ -85,7 +89,7 @@ def _out(services: ServicesDep, record: IssuedCertificate) -> CertificateOut:
         not_before=record.not_before,
         not_after=record.not_after,
         status="revoked" if rev else "good",
-        revocation=Revocation(reason=rev.reason, revoked_at=rev.revoked_at) if rev else None,
+        revocation=RevocationOut(reason=rev.reason, revoked_at=rev.revoked_at) if rev else None,
         certificate=to_pem(load_certificate(record.der)).decode("ascii"),
     )
 
@@ -112,7 +116,14 @@ def _record(services: ServicesDep, serial: int) -> IssuedCertificate:
 )
 def issue(body: IssueRequest, client: ClientDep, services: ServicesDep) -> CertificateOut:
     require_role(client, ISSUING_ROLES)
+    get_profile(body.profile)  # unknown profiles are a 400, known but refused ones a 403
+    if body.profile not in API_PROFILES:
+        raise ForbiddenError(
+            f"the API issues only {', '.join(API_PROFILES)} certificates, not {body.profile!r}"
+        )
     ca = services.pki.ca(body.ca)
+    if services.pki.parents.get(ca.name) is None:
+        raise ForbiddenError(f"{ca.name} is a root CA: the API issues from issuing CAs only")
     cert = ca.issue_from_csr(
         body.csr.encode("utf-8"), body.profile, sm2_id=body.sm2_id.encode("utf-8")
     )

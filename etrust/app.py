@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from etrust.api import router as api_router
 from etrust.pki_routes import router as pki_router
+from etrust.limits import BodyLimitMiddleware
 from etrust.problems import install_problem_handlers
 from etrust.runtime import open_runtime
 from etrust.services import Services
@@ -32,6 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.services = services
+    app.add_middleware(BodyLimitMiddleware, limit=runtime.settings.max_upload_bytes)
     install_problem_handlers(app)
     app.include_router(pki_router)
     app.include_router(api_router)

@@ -14,6 +14,7 @@ from urllib.parse import unquote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from etrust.services import Services
 from trust.certificates import to_pem
@@ -126,7 +127,7 @@ async def ocsp_post(request: Request, services: ServicesDep) -> Response:
         body = await read_capped(request, OCSP_REQUEST_LIMIT)
     except InputTooLargeError:
         return _ocsp_response(MALFORMED_REQUEST_RESPONSE)
-    return _ocsp_response(services.ocsp.respond(body))
+    return _ocsp_response(await run_in_threadpool(services.ocsp.respond, body))
 
 
 @router.get("/pki/ocsp/{encoded:path}", tags=["pki"], summary="OCSP request, base64 in the path")
@@ -142,7 +143,7 @@ async def ocsp_get(encoded: str, services: ServicesDep) -> Response:
         )
     except (binascii.Error, ValueError):
         return _ocsp_response(MALFORMED_REQUEST_RESPONSE)
-    return _ocsp_response(services.ocsp.respond(body))
+    return _ocsp_response(await run_in_threadpool(services.ocsp.respond, body))
 
 
 def _tsa_reply(body: bytes) -> Response:
@@ -158,8 +159,8 @@ async def _timestamp(request: Request, services: Services, kind: str | None) -> 
         try:
             kind = "sm2" if parse_request(body).hash_name == "sm3" else "rsa"
         except TimestampRequestError:
-            kind = "rsa" if "rsa" in services.tsas else next(iter(services.tsas))
-    return _tsa_reply(services.tsa(kind).respond(body))
+            kind = "rsa"  # the TSA answers badRequest; services.tsa says when none is set up
+    return _tsa_reply(await run_in_threadpool(services.tsa(kind).respond, body))
 
 
 @router.post(

@@ -22,6 +22,7 @@ from trust.crl import load_crl, verify_crl
 from trust.errors import (
     AlreadyRevokedError,
     BuilderError,
+    CaError,
     CertificateNotFoundError,
     CsrError,
     InvalidSignatureError,
@@ -86,14 +87,18 @@ def _pkeyutl_verify(tbs: bytes, sig: bytes, signer: x509.Certificate, tmp: Path)
 @pytest.mark.parametrize("profile", [p for p in PROFILES if p != "root-ca"])
 def test_every_profile_passes_openssl(hierarchy: Hierarchy, profile: str, tmp_path: Path) -> None:
     key = hierarchy.new_key(f"p-{profile}-{random_serial():x}"[:60])
+    if profile == "issuing-ca":  # pathLen 0: the issuing CA certifies no CA; the root does
+        with pytest.raises(CaError, match="path length"):
+            hierarchy.issuing.issue(key.public_key_info, make_name("CN=sub"), profile)
+        cert = hierarchy.root.issue(key.public_key_info, make_name("CN=二级签发"), profile)
+        assert cert.max_path_length == 0
+        return
     cert = hierarchy.issuing.issue(
         key.public_key_info,
         make_name({"C": "CN", "O": "测试盟市场监督管理局", "CN": f"测试 {profile}"}),
         profile,
         identity={"organization_code": "91150100MA0N0000X1"} if profile == "seal-signer" else None,
     )
-    if profile == "issuing-ca":  # a second-level CA below an issuing CA violates pathLen 0
-        return
     _check_chain_with_openssl(hierarchy, cert, tmp_path)
     text = openssl("x509", "-in", tmp_path / "leaf.pem", "-noout", "-text").stdout.decode()
     if profile == "ocsp-signer":

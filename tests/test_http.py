@@ -314,3 +314,39 @@ def test_openssl_ocsp_and_ts_against_the_server(server: str, tmp_path: Path) -> 
         tmp_path / "chain.pem",
     )
     assert b"Verification: OK" in out.stdout
+
+
+def test_api_cannot_mint_cas_responders_or_tsas(
+    client: TestClient, token: str, tmp_path: Path
+) -> None:
+    """A registration officer's token must not yield a certificate that vouches for others."""
+    auth = {"Authorization": f"Bearer {token}"}
+    csr = _csr(tmp_path, "sm2")
+    for ca, profile in (
+        ("issuing-sm2", "issuing-ca"),
+        ("issuing-sm2", "ocsp-signer"),
+        ("issuing-sm2", "tsa"),
+        ("root-sm2", "person-signer"),
+        ("root-sm2", "issuing-ca"),
+    ):
+        resp = client.post(
+            "/api/v1/certificates", json={"ca": ca, "profile": profile, "csr": csr}, headers=auth
+        )
+        assert (resp.status_code, resp.json()["code"]) == (403, "FORBIDDEN"), (ca, profile)
+
+
+def test_oversized_bodies_are_refused_before_reading(client: TestClient) -> None:
+    big = b"{" + b" " * (2 << 20) + b"}"
+    resp = client.post(
+        "/api/v1/certificates", content=big, headers={"Content-Type": "application/json"}
+    )
+    assert (resp.status_code, resp.json()["code"]) == (413, "INPUT_TOO_LARGE")
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the stream is counted as it comes
+        for _ in range(40):
+            yield b" " * 65536
+
+    resp = client.post(
+        "/api/v1/certificates", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert (resp.status_code, resp.json()["code"]) == (413, "INPUT_TOO_LARGE")

@@ -117,6 +117,8 @@ class CertificateAuthority:
         check_key_strength(public_key_info)
         if prof.name == "root-ca":
             raise CaError("a root certificate is self-signed; it is not issued by a CA")
+        if prof.ca and self.certificate.max_path_length == 0:
+            raise CaError(f"CA {self.name} may not certify other CAs (its path length is 0)")
         now = self.clock()
         not_after = min(now + (validity or prof.validity), self.certificate.not_valid_after)
         if not_after <= now:
