@@ -244,6 +244,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--crl", action="append", default=[], help="CRL to use for revocation (repeatable)"
     )
     p.add_argument("--at", type=_iso_time, help="validate at this ISO 8601 time (default: now)")
+    p.add_argument(
+        "--revocation",
+        choices=("require", "soft-fail", "none"),
+        default="require",
+        help="require revocation data for every certificate below the root (default), use what "
+        "is given (soft-fail), or skip the check",
+    )
 
     client = sub.add_parser("client", help="API clients").add_subparsers(
         dest="client_command", required=True
@@ -279,7 +286,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     rt: Runtime | None = None
     try:
         settings = load_settings(args.home)
-        rt = open_runtime(settings)
+        # verify --trust needs no home (nor its keys); init is the one command that creates one.
+        if not (args.handler is _cmd_verify and args.trust):
+            rt = open_runtime(settings, create=args.handler is _cmd_init)
         code: int = args.handler(rt, args)
         return code
     except EtrustError as exc:

@@ -17,6 +17,7 @@ from etrust.store import (
 )
 from trust import sm2
 from trust.clock import Clock, system_clock
+from trust.errors import ConfigurationError
 from trust.keys import KeyRegistry
 from trust.softkeys import SoftwareKeyStore
 
@@ -39,9 +40,15 @@ class Runtime:
         self.engine.dispose()
 
 
-def open_runtime(settings: Settings) -> Runtime:
-    """Check SM2 is available (fail closed), open the database (migrated) and the keystore."""
+def open_runtime(settings: Settings, *, create: bool = False) -> Runtime:
+    """Check SM2 is available (fail closed), open the database (migrated) and the keystore.
+
+    Only ``etrust init`` creates a home (``create``); every other command refuses a missing
+    one instead of leaving an empty database and a fresh key-encryption key behind.
+    """
     sm2.ensure_available()
+    if not create and not settings.keys_folder.is_dir():
+        raise ConfigurationError(f"no etrust home at {settings.home}: run etrust init first")
     settings.home.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url)
     migrate(engine)

@@ -55,7 +55,7 @@ def run_verify(rt: Runtime | None, args: argparse.Namespace) -> int:
         crls += [ca.crl() for ca in pki.cas.values()]
     if not roots:
         raise MalformedInputError("no trust anchors: give --trust CERT or run etrust init")
-    mode: RevocationMode = "require" if crls else "soft-fail"
+    mode: RevocationMode = args.revocation
     report: ValidationReport
     if _is_crl(data):
         report = validate_crl(

@@ -128,7 +128,25 @@ def test_export_issue_verify_revoke_crl(
         str(tmp_path / "issuing.pem"),
         "--json",
     )
+    # No revocation data given: required by default, so undecided rather than a silent pass.
+    assert (code, json.loads(out)["reason"]) == (2, "REVOCATION_UNKNOWN")
+    nowhere = str(tmp_path / "no-home")  # --trust needs no home, and creates none
+    code, out, _ = run(
+        capsys,
+        "--home",
+        nowhere,
+        "verify",
+        str(tmp_path / "cert.pem"),
+        "--trust",
+        str(tmp_path / "root.pem"),
+        "--untrusted",
+        str(tmp_path / "issuing.pem"),
+        "--revocation",
+        "soft-fail",
+        "--json",
+    )
     assert (code, json.loads(out)["verdict"]) == (0, "PASSED")
+    assert not Path(nowhere).exists()
 
     code, out, _ = run(
         capsys, "--home", h, "cert", "revoke", serial, "--reason", "key_compromise", "--json"
@@ -214,6 +232,9 @@ def test_bad_input_gets_codes_not_tracebacks(
     assert (code, json.loads(out)["reason"]) == (1, "MALFORMED")
     code, out, _ = run(capsys, "--home", h, "verify", str(tmp_path / "missing"), "--json")
     assert code == 2 and json.loads(out)["error"] == "MALFORMED_INPUT"
+    code, _, err = run(capsys, "--home", str(tmp_path / "absent"), "ca", "list")
+    assert code == 1 and "CONFIGURATION" in err and "etrust init" in err
+    assert not (tmp_path / "absent").exists()
     with pytest.raises(SystemExit):
         main(
             [
