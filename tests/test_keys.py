@@ -66,7 +66,8 @@ def test_passphrase_store(tmp_path: Path) -> None:
 
 def test_kek_file_readable_by_others_is_refused(tmp_path: Path) -> None:
     SoftwareKeyStore.open(tmp_path / "k").generate("a", "sm2")
-    os.chmod(tmp_path / "k" / "kek.bin", 0o644)
+    assert not list((tmp_path / "k").glob("*kek*.bin")) and (tmp_path / "k.kek").exists()
+    os.chmod(tmp_path / "k.kek", 0o644)
     with pytest.raises(KeyStoreLockedError, match="chmod 600"):
         SoftwareKeyStore.open(tmp_path / "k")
 
@@ -121,3 +122,19 @@ def test_registry_names() -> None:
     assert by_name("sm2-sm3") is SM2_SM3
     with pytest.raises(UnsupportedAlgorithmError):
         by_name("md5-rsa")
+
+
+def test_damaged_keystore_files_give_a_clear_error(tmp_path: Path) -> None:
+    store = SoftwareKeyStore.open(tmp_path / "k")
+    store.generate("a", "sm2")
+    (tmp_path / "k" / "a.key").write_text('{"label": "a"}')
+    with pytest.raises(KeyStoreLockedError, match="damaged"):
+        SoftwareKeyStore.open(tmp_path / "k").find("soft:object=a")
+    (tmp_path / "k" / "kek.json").write_text("{not json")
+    with pytest.raises(KeyStoreLockedError, match="damaged"):
+        SoftwareKeyStore.open(tmp_path / "k")
+
+
+def test_label_with_trailing_newline_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(MalformedInputError):
+        SoftwareKeyStore.open(tmp_path / "k").generate("abc\n", "sm2")

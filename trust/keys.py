@@ -41,7 +41,7 @@ def rsa_bits_of_spec(spec: str) -> int:
 
 
 def check_label(label: str) -> str:
-    if not _LABEL.match(label):
+    if not _LABEL.fullmatch(label):
         raise MalformedInputError(
             "key labels are 1-64 characters of letters, digits, '.', '_' and '-'"
         )

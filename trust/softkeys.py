@@ -37,7 +37,7 @@ from trust.sm2 import DEFAULT_ID, Sm2PrivateKey
 
 SCHEME = "soft"
 _KEK_CHECK = b"etrust key-encryption key check v1"
-_SCRYPT = {"n": 2**15, "r": 8, "p": 1}
+_SCRYPT = {"n": 2**17, "r": 8, "p": 1}  # OWASP minimum; derived once per process
 
 PrivateKey = Sm2PrivateKey | rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
@@ -156,7 +156,7 @@ class Kek:
                 n=n,
                 r=r,
                 p=p,
-                maxmem=128 * 1024 * 1024,
+                maxmem=256 * 1024 * 1024,
                 dklen=32,
             )
         )
@@ -200,6 +200,11 @@ class Kek:
             ) from exc
 
 
+def default_kek_file(folder: Path) -> Path:
+    """Beside the keys folder, never inside it: a copy of the folder alone must not open."""
+    return folder.parent / f"{folder.name}.kek"
+
+
 class SoftwareKeyStore:
     """Keys under one folder: ``kek.json`` (how the KEK is made) and one ``LABEL.key`` per key."""
 
@@ -227,16 +232,19 @@ class SoftwareKeyStore:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         meta_path = folder / "kek.json"
         if meta_path.exists():
-            meta = json.loads(meta_path.read_text("utf-8"))
-            kek = cls._kek_from_meta(meta, folder, passphrase, kek_file)
-            kek.open(meta["check"], _KEK_CHECK)
+            try:
+                meta = json.loads(meta_path.read_text("utf-8"))
+                kek = cls._kek_from_meta(meta, folder, passphrase, kek_file)
+                kek.open(meta["check"], _KEK_CHECK)
+            except (ValueError, KeyError, TypeError, OSError) as exc:
+                raise KeyStoreLockedError(f"{meta_path} is damaged ({type(exc).__name__})") from exc
             return cls(folder, kek)
         if passphrase:
             salt = secrets.token_bytes(16)
             kek = Kek.from_passphrase(passphrase, salt, **_SCRYPT)
             meta = {"kind": "passphrase", "salt": _b64(salt), **_SCRYPT}
         else:
-            path = kek_file or folder / "kek.bin"
+            path = kek_file or default_kek_file(folder)
             if not path.exists():
                 Kek.create_file(path)
             kek = Kek.from_file(path)
@@ -257,7 +265,7 @@ class SoftwareKeyStore:
             return Kek.from_passphrase(
                 passphrase, _unb64(meta["salt"]), int(meta["n"]), int(meta["r"]), int(meta["p"])
             )
-        return Kek.from_file(kek_file or Path(meta.get("path") or folder / "kek.bin"))
+        return Kek.from_file(kek_file or Path(meta.get("path") or default_kek_file(folder)))
 
     def _path(self, label: str) -> Path:
         return self.folder / f"{check_label(label)}.key"
@@ -313,8 +321,15 @@ class SoftwareKeyStore:
             raise KeyNotFoundError(f"no software key labelled {label!r}") from None
         except (ValueError, OSError) as exc:
             raise KeyStoreLockedError(f"key file for {label!r} is unreadable") from exc
-        key_type = record["key_type"]
-        pkcs8 = self._kek.open(record["box"], self._aad(label, key_type, record["spki"]))
+        try:
+            key_type = record["key_type"]
+            aad = self._aad(label, key_type, record["spki"])
+            box = record["box"]
+        except (KeyError, TypeError) as exc:
+            raise KeyStoreLockedError(f"key file for {label!r} is damaged") from exc
+        if key_type not in ("sm2", "rsa", "ec-p256"):
+            raise KeyStoreLockedError(f"key file for {label!r} names an unknown key type")
+        pkcs8 = self._kek.open(box, aad)
         handle = SoftwareKey(label, key_type, load_private(key_type, pkcs8))
         with self._lock:
             self._cache[label] = handle
