@@ -277,30 +277,44 @@ class SqlCertificateRepository:
             return sorted((_revocation(r) for r in rows), key=lambda r: r.serial)
 
     def next_crl_number(self, issuer: str) -> int:
-        """Allocate the next CRL number for ``issuer`` (1, 2, ...), atomically.
+        """Allocate the next CRL number for ``issuer`` (1, 2, ...), atomically."""
+        check_name(issuer, "issuer")
+        with transaction(self._sessions, write=True) as session:
+            return _bump_crl_number(session, issuer)
 
-        One ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING``: the first call creates the
-        counter, later ones bump it, and concurrent callers queue on the row lock, so no two
-        ever get the same number and none is skipped.
+    def next_crl(self, issuer: str) -> tuple[int, list[Revocation]]:
+        """A CRL number and the revocations that CRL lists, read in the same transaction.
+
+        The number is taken first, under the counter's row lock, so a CRL with a higher number
+        is read after every lower one was committed: it never lists fewer revocations.
         """
         check_name(issuer, "issuer")
         with transaction(self._sessions, write=True) as session:
-            dialect = session.get_bind().dialect.name
-            if dialect == "postgresql":
-                pg = postgresql.insert(CrlNumberRow).values(issuer=issuer, last_number=1)
-                stmt = pg.on_conflict_do_update(
-                    index_elements=[CrlNumberRow.issuer],
-                    set_={"last_number": CrlNumberRow.last_number + 1},
-                ).returning(CrlNumberRow.last_number)
-            elif dialect == "sqlite":
-                lite = sqlite.insert(CrlNumberRow).values(issuer=issuer, last_number=1)
-                stmt = lite.on_conflict_do_update(
-                    index_elements=[CrlNumberRow.issuer],
-                    set_={"last_number": CrlNumberRow.last_number + 1},
-                ).returning(CrlNumberRow.last_number)
-            else:  # make_engine refuses other databases; this guards hand-made engines
-                raise ConfigurationError(f"CRL numbering is not implemented for {dialect}")
-            return int(session.execute(stmt).scalar_one())
+            number = _bump_crl_number(session, issuer)
+            rows = session.scalars(select(RevocationRow).where(RevocationRow.issuer == issuer))
+            return number, sorted((_revocation(r) for r in rows), key=lambda r: r.serial)
+
+
+def _bump_crl_number(session: Session, issuer: str) -> int:
+    """One ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING``: the first call creates the
+    counter, later ones bump it, and concurrent callers queue on the row lock, so no two ever
+    get the same number and none is skipped."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        pg = postgresql.insert(CrlNumberRow).values(issuer=issuer, last_number=1)
+        stmt = pg.on_conflict_do_update(
+            index_elements=[CrlNumberRow.issuer],
+            set_={"last_number": CrlNumberRow.last_number + 1},
+        ).returning(CrlNumberRow.last_number)
+    elif dialect == "sqlite":
+        lite = sqlite.insert(CrlNumberRow).values(issuer=issuer, last_number=1)
+        stmt = lite.on_conflict_do_update(
+            index_elements=[CrlNumberRow.issuer],
+            set_={"last_number": CrlNumberRow.last_number + 1},
+        ).returning(CrlNumberRow.last_number)
+    else:  # make_engine refuses other databases; this guards hand-made engines
+        raise ConfigurationError(f"CRL numbering is not implemented for {dialect}")
+    return int(session.execute(stmt).scalar_one())
 
 
 # --------------------------------------------------------------------------- CA records

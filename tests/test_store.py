@@ -454,6 +454,7 @@ def test_same_answers_as_the_memory_repository(db_sessions: sessionmaker[Session
         out.append([repo.certificate_status(c.issuer, c.serial) for c in certs])
         out.append(repo.certificate_status("a", 0))
         out.append([repo.next_crl_number(i) for i in ("a", "a", "b", "a")])
+        out.append([repo.next_crl(i) for i in ("a", "b", "c")])
         return out
 
     assert scenario(SqlCertificateRepository(db_sessions)) == scenario(MemoryRepository())
@@ -683,3 +684,38 @@ def test_tokens_are_never_stored_in_clear(db_sessions: sessionmaker[Session], db
         assert raw and not any(s.encode() in raw for s in secrets_)
     for token in tokens:
         clients.authenticate(token)  # the hashes are really what authenticates
+
+
+def test_a_higher_crl_number_never_lists_fewer_revocations(
+    db_sessions: sessionmaker[Session],
+) -> None:
+    """Revocations racing CRL builds: CRL contents grow with their numbers."""
+    repo = SqlCertificateRepository(db_sessions)
+    certs = [issued("a") for _ in range(30)]
+    for cert in certs:
+        repo.add_certificate(cert)
+    snapshots: list[tuple[int, int]] = []
+
+    def revoke_all() -> None:
+        for cert in certs:
+            repo.revoke(cert.issuer, cert.serial, "superseded", NOW)
+
+    def build_crls() -> None:
+        for _ in range(30):
+            number, revoked = repo.next_crl("a")
+            snapshots.append((number, len(revoked)))
+
+    threads = [
+        threading.Thread(target=revoke_all),
+        threading.Thread(target=build_crls),
+        threading.Thread(target=build_crls),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ordered = sorted(snapshots)
+    assert [n for n, _ in ordered] == list(range(1, 61))
+    counts = [c for _, c in ordered]
+    assert counts == sorted(counts)
+    assert repo.next_crl("a")[1] == repo.revocations("a") and len(repo.revocations("a")) == 30

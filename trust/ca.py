@@ -189,12 +189,13 @@ class CertificateAuthority:
 
     def crl(self) -> crl.CertificateList:
         """A freshly numbered, signed CRL of everything this CA has revoked."""
-        now = self.clock()
+        number, revocations = self.repository.next_crl(self.name)
+        now = self.clock()  # read after the snapshot: thisUpdate never predates what it lists
         return build_crl(
             self.certificate,
             self.key,
-            self.repository.revocations(self.name),
-            number=self.repository.next_crl_number(self.name),
+            revocations,
+            number=number,
             this_update=now,
             next_update=now + self.crl_validity,
             algorithm=self.signature_algorithm,

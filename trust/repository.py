@@ -83,6 +83,11 @@ class CertificateRepository(Protocol):
         """Allocate the next CRL number for ``issuer`` (1, 2, ...), atomically."""
         ...
 
+    def next_crl(self, issuer: str) -> tuple[int, list[Revocation]]:
+        """Allocate a CRL number and read the revocations it lists, atomically together:
+        a CRL with a higher number never lists fewer revocations."""
+        ...
+
 
 class MemoryRepository:
     """In-process repository, thread-safe; for tests and benchmarks."""
@@ -128,7 +133,11 @@ class MemoryRepository:
         )
 
     def next_crl_number(self, issuer: str) -> int:
+        return self.next_crl(issuer)[0]
+
+    def next_crl(self, issuer: str) -> tuple[int, list[Revocation]]:
         with self._lock:
             n = self._crl_numbers.get(issuer, 0) + 1
             self._crl_numbers[issuer] = n
-            return n
+            revoked = [r for (i, _), r in self._revoked.items() if i == issuer]
+        return n, sorted(revoked, key=lambda r: r.serial)
