@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from asn1crypto import x509
+from asn1crypto import csr, keys, x509
 
-from tests.conftest import SM2_ID_OPT, Hierarchy, openssl, openssl_csr
+from tests.conftest import SM2_ID_OPT, Hierarchy, openssl, openssl_csr, openssl_key
 from trust.ca import CertificateAuthority
 from trust.certificates import (
     CertificateBuilder,
@@ -17,6 +17,7 @@ from trust.certificates import (
     make_name,
     random_serial,
     to_pem,
+    unarmor,
 )
 from trust.crl import load_crl, verify_crl
 from trust.errors import (
@@ -28,6 +29,7 @@ from trust.errors import (
     InvalidSignatureError,
     MalformedInputError,
     ProfileError,
+    UnsupportedAlgorithmError,
     WeakKeyError,
 )
 from trust.profiles import PROFILES
@@ -168,6 +170,14 @@ def test_bad_csrs(rsa_hierarchy: Hierarchy, tmp_path: Path) -> None:
 
 
 def test_small_rsa_keys_are_refused(rsa_hierarchy: Hierarchy, tmp_path: Path) -> None:
+    huge = keys.PublicKeyInfo(
+        {
+            "algorithm": {"algorithm": "rsa"},
+            "public_key": keys.RSAPublicKey({"modulus": 2**6143 + 1, "public_exponent": 65537}),
+        }
+    )
+    with pytest.raises(UnsupportedAlgorithmError, match="6144 bits"):
+        rsa_hierarchy.issuing.issue(huge, make_name("CN=x"), "person-signer")
     req = openssl_csr(tmp_path, "rsa-1024", "/CN=x")
     with pytest.raises((WeakKeyError, CsrError)):
         rsa_hierarchy.issuing.issue_from_csr(req.read_bytes(), "person-signer")
@@ -271,3 +281,38 @@ def test_garbage_certificates_are_refused() -> None:
     ):
         with pytest.raises(MalformedInputError):
             load_certificate(bad)
+
+
+def test_rsa_pss_requests(rsa_hierarchy: Hierarchy, tmp_path: Path) -> None:
+    """OpenSSL signs PSS requests with its longest salt (222 bytes here): the stated one counts."""
+    key = openssl_key(tmp_path / "k.pem", "rsa")
+    req = tmp_path / "pss.pem"
+    openssl(
+        "req",
+        "-new",
+        "-key",
+        key,
+        "-subj",
+        "/CN=pss",
+        "-sigopt",
+        "rsa_padding_mode:pss",
+        "-sha256",
+        "-out",
+        req,
+    )
+    cert = rsa_hierarchy.issuing.issue_from_csr(req.read_bytes(), "person-signer")
+    assert cert.subject.native["common_name"] == "pss"
+    # The same request claiming PSS without parameters is refused cleanly, not with a crash.
+    request = csr.CertificationRequest.load(
+        unarmor(req.read_bytes(), "CSR", ("CERTIFICATE REQUEST",))
+    )
+    bare = csr.CertificationRequest(
+        {
+            "certification_request_info": request["certification_request_info"],
+            "signature_algorithm": {"algorithm": "rsassa_pss"},
+            "signature": request["signature"],
+        }
+    )
+    with pytest.raises(CsrError) as info:
+        rsa_hierarchy.issuing.issue_from_csr(bare.dump(), "person-signer")
+    assert info.value.code == "CSR_UNSUPPORTED_ALGORITHM"

@@ -53,6 +53,7 @@ class SignatureAlgorithm:
         data: bytes,
         *,
         sm2_id: bytes = DEFAULT_ID,
+        pss_salt: int = 32,
     ) -> None:
         """Raise :class:`InvalidSignatureError` unless ``signature`` over ``data`` is valid."""
         check_key_matches(self, public_key_info)
@@ -66,7 +67,7 @@ class SignatureAlgorithm:
                 if public.key_size < MIN_RSA_BITS:
                     raise WeakKeyError(f"RSA key of {public.key_size} bits is below 2048")
                 pad: padding.AsymmetricPadding = (
-                    _pss_padding() if self.name == "rsa-pss-sha256" else padding.PKCS1v15()
+                    pss_padding(pss_salt) if self.name == "rsa-pss-sha256" else padding.PKCS1v15()
                 )
                 public.verify(signature, data, pad, hashes.SHA256())
             elif isinstance(public, ec.EllipticCurvePublicKey):
@@ -77,8 +78,9 @@ class SignatureAlgorithm:
             raise InvalidSignatureError(f"{self.name} signature does not verify") from exc
 
 
-def _pss_padding() -> padding.PSS:
-    return padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+def pss_padding(salt_length: int = 32) -> padding.PSS:
+    """RSA-PSS with SHA-256 and MGF1-SHA-256; we sign with a 32-byte salt."""
+    return padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=salt_length)
 
 
 def _pss_identifier() -> algos.SignedDigestAlgorithm:
@@ -144,13 +146,34 @@ def from_identifier(identifier: algos.SignedDigestAlgorithm) -> SignatureAlgorit
     if alg is None:
         raise UnsupportedAlgorithmError(f"signature algorithm {oid} is not supported")
     if alg is RSA_PSS_SHA256:
-        params = identifier["parameters"]
+        pss_salt_length(identifier)  # checks the parameters
+    return alg
+
+
+def pss_salt_length(identifier: algos.SignedDigestAlgorithm) -> int:
+    """The salt length an RSA-PSS AlgorithmIdentifier states; only SHA-256 with MGF1-SHA-256.
+
+    OpenSSL signs PSS requests with the longest salt by default, so the stated length is used
+    for verification rather than assuming ours (32).
+    """
+    params = identifier["parameters"]
+    try:
+        if not isinstance(params, algos.RSASSAPSSParams):
+            raise ValueError("no parameters")
+        salt = int(params["salt_length"].native)
         if (
             params["hash_algorithm"]["algorithm"].native != "sha256"
+            or params["mask_gen_algorithm"]["algorithm"].native != "mgf1"
             or params["mask_gen_algorithm"]["parameters"]["algorithm"].native != "sha256"
+            or params["trailer_field"].native != "trailer_field_bc"
+            or not 0 <= salt <= 1024
         ):
-            raise UnsupportedAlgorithmError("RSA-PSS is supported with SHA-256 and MGF1-SHA-256")
-    return alg
+            raise ValueError("parameters")
+    except (ValueError, TypeError, KeyError) as exc:
+        raise UnsupportedAlgorithmError(
+            "RSA-PSS is supported with SHA-256, MGF1-SHA-256 and explicit parameters"
+        ) from exc
+    return salt
 
 
 def key_type_of(public_key_info: keys.PublicKeyInfo) -> KeyType:
@@ -179,11 +202,15 @@ def check_key_matches(alg: SignatureAlgorithm, public_key_info: keys.PublicKeyIn
 
 
 def check_key_strength(public_key_info: keys.PublicKeyInfo) -> None:
-    """Refuse keys we would not certify (RSA below 2048 bits)."""
+    """Refuse keys we would not certify (RSA below 2048 or above 4096 bits)."""
     if key_type_of(public_key_info) == "rsa":
         bits = public_key_info["public_key"].parsed["modulus"].native.bit_length()
         if bits < MIN_RSA_BITS:
             raise WeakKeyError(f"RSA key of {bits} bits; at least {MIN_RSA_BITS} are required")
+        if bits > RSA_SIZES[-1]:
+            raise UnsupportedAlgorithmError(
+                f"RSA key of {bits} bits; keys of {', '.join(map(str, RSA_SIZES))} bits are certified"
+            )
 
 
 def verify(
@@ -194,8 +221,10 @@ def verify(
     *,
     sm2_id: bytes = DEFAULT_ID,
 ) -> None:
-    """Verify a signature named by its wire AlgorithmIdentifier."""
-    from_identifier(identifier).verify(public_key_info, signature, data, sm2_id=sm2_id)
+    """Verify a signature named by its wire AlgorithmIdentifier (PSS with its stated salt)."""
+    alg = from_identifier(identifier)
+    salt = pss_salt_length(identifier) if alg is RSA_PSS_SHA256 else 32
+    alg.verify(public_key_info, signature, data, sm2_id=sm2_id, pss_salt=salt)
 
 
 def signature_octets(bit_string: core.Asn1Value) -> bytes:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from asn1crypto import csr, keys, x509
 
-from trust.algorithms import check_key_strength, from_identifier, signature_octets
+from trust.algorithms import SM2_SM3, check_key_strength, from_identifier, verify_signed
 from trust.certificates import parse_der, unarmor
 from trust.errors import (
     CsrError,
@@ -41,30 +41,33 @@ def load_csr(data: bytes, *, sm2_id: bytes = DEFAULT_ID) -> CertificationRequest
     info = request["certification_request_info"]
     spki = info["subject_pk_info"]
     tbs = info.dump()
+    identifier = request["signature_algorithm"]
     try:
-        signature = signature_octets(request["signature"])
-    except InvalidSignatureError:
-        raise CsrError("the request's signature is malformed", code="CSR_BAD_SIGNATURE") from None
-    try:
-        alg = from_identifier(request["signature_algorithm"])
         check_key_strength(spki)
-        alg.verify(spki, signature, tbs, sm2_id=sm2_id)
+        verify_signed(spki, identifier, request["signature"], tbs, sm2_id=sm2_id)
     except InvalidSignatureError:
-        if request["signature_algorithm"]["algorithm"].dotted.startswith("1.2.156.10197"):
-            try:
-                alg.verify(spki, signature, tbs, sm2_id=b"")
-            except InvalidSignatureError:
-                pass
-            else:
-                raise CsrError(
-                    "the SM2 request was signed with an empty distinguishing ID (OpenSSL 3.0's "
-                    "default); sign it with the standard ID: openssl req ... -sm3 "
-                    "-sigopt distid:1234567812345678",
-                    code="CSR_SM2_ID_MISSING",
-                ) from None
+        if from_identifier(identifier) is SM2_SM3 and _verifies(spki, request, tbs, b""):
+            raise CsrError(
+                "the SM2 request was signed with an empty distinguishing ID (OpenSSL 3.0's "
+                "default); sign it with the standard ID: openssl req ... -sm3 "
+                "-sigopt distid:1234567812345678",
+                code="CSR_SM2_ID_MISSING",
+            ) from None
         raise CsrError(
             "the request's signature does not verify", code="CSR_BAD_SIGNATURE"
         ) from None
     except UnsupportedAlgorithmError as exc:
         raise CsrError(exc.message, code="CSR_UNSUPPORTED_ALGORITHM") from exc
     return CertificationRequest(info["subject"], spki, der)
+
+
+def _verifies(
+    spki: keys.PublicKeyInfo, request: csr.CertificationRequest, tbs: bytes, sm2_id: bytes
+) -> bool:
+    try:
+        verify_signed(
+            spki, request["signature_algorithm"], request["signature"], tbs, sm2_id=sm2_id
+        )
+    except InvalidSignatureError:
+        return False
+    return True

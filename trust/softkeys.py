@@ -25,7 +25,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from trust.algorithms import DEFAULT_FOR_KEY, KeyType, SignatureAlgorithm, check_key_matches
+from trust.algorithms import (
+    DEFAULT_FOR_KEY,
+    KeyType,
+    SignatureAlgorithm,
+    check_key_matches,
+    pss_padding,
+)
 from trust.errors import (
     KeyExistsError,
     KeyNotFoundError,
@@ -88,9 +94,7 @@ class SoftwareKey:
             return private.sign(data, sm2_id)
         if isinstance(private, rsa.RSAPrivateKey):
             pad: padding.AsymmetricPadding = (
-                padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
-                if alg.name == "rsa-pss-sha256"
-                else padding.PKCS1v15()
+                pss_padding() if alg.name == "rsa-pss-sha256" else padding.PKCS1v15()
             )
             return private.sign(data, pad, hashes.SHA256())
         return private.sign(data, ec.ECDSA(hashes.SHA256()))
