@@ -197,6 +197,11 @@ def test_builder_is_immutable_and_strict() -> None:
         base.not_valid_before(datetime(2026, 1, 1))  # naive
     with pytest.raises(MalformedInputError):
         make_name("XX=1")
+    with pytest.raises(MalformedInputError, match="twice"):
+        make_name("CN=a,CN=b")
+    with pytest.raises(MalformedInputError, match="1-64"):
+        make_name({"CN": "名" * 65})
+    assert make_name("/C=CN/O=甲,乙/CN=x").native["organization_name"] == "甲,乙"
 
 
 def test_revocation_and_crl(hierarchy: Hierarchy, tmp_path: Path) -> None:
@@ -316,3 +321,33 @@ def test_rsa_pss_requests(rsa_hierarchy: Hierarchy, tmp_path: Path) -> None:
     with pytest.raises(CsrError) as info:
         rsa_hierarchy.issuing.issue_from_csr(bare.dump(), "person-signer")
     assert info.value.code == "CSR_UNSUPPORTED_ALGORITHM"
+
+
+def test_identity_values_must_be_printable_strings(sm2_hierarchy: Hierarchy) -> None:
+    key = sm2_hierarchy.new_key(f"id-{random_serial():x}"[:40])
+    for bad in ("a@b_c*d!", "", "身份证", "x" * 65):
+        with pytest.raises(MalformedInputError):
+            sm2_hierarchy.issuing.issue(
+                key.public_key_info,
+                make_name("CN=x"),
+                "seal-signer",
+                identity={"organization_code": bad},
+            )
+    cert = sm2_hierarchy.issuing.issue(
+        key.public_key_info,
+        make_name("CN=x"),
+        "person-signer",
+        identity={"identify_code": "11010519491231002X"},
+    )
+    ext = next(
+        e
+        for e in cert["tbs_certificate"]["extensions"]
+        if e["extn_id"].dotted == "1.2.156.10260.4.1.1"
+    )
+    assert ext["extn_value"].parsed.chosen.native == "11010519491231002X"
+
+
+def test_subjects_from_requests_are_bounded(rsa_hierarchy: Hierarchy, tmp_path: Path) -> None:
+    req = openssl_csr(tmp_path, "rsa", "/DC=example/CN=x")
+    with pytest.raises(MalformedInputError, match="unsupported name attribute"):
+        rsa_hierarchy.issuing.issue_from_csr(req.read_bytes(), "person-signer")

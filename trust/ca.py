@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from asn1crypto import crl, keys, x509
 
 from trust.algorithms import SignatureAlgorithm, check_key_strength
-from trust.certificates import CertificateBuilder, random_serial
+from trust.certificates import DN_SHORT_NAMES, CertificateBuilder, check_subject, random_serial
 from trust.clock import Clock, system_clock
 from trust.crl import build_crl
 from trust.csr import load_csr
@@ -32,27 +32,12 @@ BACKDATE = timedelta(minutes=5)
 
 
 def describe_name(name: x509.Name) -> str:
-    """A readable one-line form of a Name (RFC 4514 order reversed, as people read it)."""
-    return ", ".join(f"{k}={v}" for k, v in _name_pairs(name))
-
-
-def _name_pairs(name: x509.Name) -> list[tuple[str, str]]:
-    short = {
-        "country_name": "C",
-        "state_or_province_name": "ST",
-        "locality_name": "L",
-        "organization_name": "O",
-        "organizational_unit_name": "OU",
-        "common_name": "CN",
-        "serial_number": "SERIALNUMBER",
-    }
-    pairs = []
-    for rdn in name.chosen:
-        for atv in rdn:
-            pairs.append(
-                (short.get(atv["type"].native, atv["type"].native), str(atv["value"].native))
-            )
-    return pairs
+    """A readable one-line form of a Name, in the order its RDNs are encoded (C=CN, O=..., CN=...)."""
+    return ", ".join(
+        f"{DN_SHORT_NAMES.get(atv['type'].native, atv['type'].native)}={atv['value'].native}"
+        for rdn in name.chosen
+        for atv in rdn
+    )
 
 
 def self_signed_root(
@@ -115,6 +100,7 @@ class CertificateAuthority:
         """Certify a public key under a profile, record it, and return the certificate."""
         prof = get_profile(profile) if isinstance(profile, str) else profile
         check_key_strength(public_key_info)
+        check_subject(subject)
         if prof.name == "root-ca":
             raise CaError("a root certificate is self-signed; it is not issued by a CA")
         if prof.ca and self.certificate.max_path_length == 0:

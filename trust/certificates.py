@@ -42,31 +42,71 @@ _DN_KEYS = {
     "EMAIL": "email_address",
     "UID": "user_id",
 }
+DN_SHORT_NAMES = {name: short for short, name in _DN_KEYS.items()}
+"""asn1crypto attribute names -> the short names people read (C, O, CN, ...)."""
+
+# RFC 5280 Appendix A upper bounds (characters); a subject beyond them is refused, not issued.
+_DN_BOUNDS = {
+    "country_name": 2,
+    "state_or_province_name": 128,
+    "locality_name": 128,
+    "organization_name": 64,
+    "organizational_unit_name": 64,
+    "common_name": 64,
+    "serial_number": 64,
+    "email_address": 255,
+    "user_id": 256,
+}
 
 
 def make_name(attributes: Mapping[str, str] | str) -> x509.Name:
-    """A Name from ``{"C": "CN", "O": "...", "CN": "..."}`` or ``"C=CN,O=...,CN=..."``.
+    """A Name from ``{"C": "CN", "O": "...", "CN": "..."}``, ``"C=CN,O=...,CN=..."`` or the
+    OpenSSL form ``"/C=CN/O=.../CN=..."``.
 
-    Values are UTF8String (Chinese names as they are), the country PrintableString.
+    Values are UTF8String (Chinese names as they are), the country PrintableString. Within a
+    string form, escape the separator with a backslash; an attribute may appear once.
     """
     if isinstance(attributes, str):
+        separator = "/" if attributes.startswith("/") else ","
         pairs: dict[str, str] = {}
-        for part in filter(None, (p.strip() for p in re.split(r"(?<!\\),|/", attributes))):
+        for part in filter(None, (p.strip() for p in re.split(rf"(?<!\\){separator}", attributes))):
             k, eq, v = part.partition("=")
             if not eq:
                 raise MalformedInputError(f"not a distinguished name part: {part!r}")
-            pairs[k.strip()] = v.strip().replace("\\,", ",")
+            if k.strip() in pairs:
+                raise MalformedInputError(f"name attribute {k.strip()!r} is given twice")
+            pairs[k.strip()] = v.strip().replace("\\" + separator, separator)
         attributes = pairs
     mapped: dict[str, str] = {}
     for key, value in attributes.items():
         name = _DN_KEYS.get(key.upper(), key)
-        if name not in _DN_KEYS.values():
+        if name not in _DN_BOUNDS:
             raise MalformedInputError(f"unsupported name attribute {key!r}")
         mapped[name] = value
     if not mapped:
         raise MalformedInputError("a distinguished name needs at least one attribute")
     # Re-load the encoding: a parsed Name dumps its stored bytes, a built one re-encodes each time.
-    return x509.Name.load(x509.Name.build(mapped, use_printable=False).dump())
+    name_ = x509.Name.load(x509.Name.build(mapped, use_printable=False).dump())
+    check_subject(name_)
+    return name_
+
+
+def check_subject(name: x509.Name) -> None:
+    """Refuse names we would not certify: unknown attribute types, empty or over-long values."""
+    try:
+        for rdn in name.chosen:
+            for atv in rdn:
+                kind = atv["type"].native
+                value = atv["value"].native
+                bound = _DN_BOUNDS.get(kind)
+                if bound is None:
+                    raise MalformedInputError(f"unsupported name attribute {kind!r}")
+                if not isinstance(value, str) or not value.strip() or len(value) > bound:
+                    raise MalformedInputError(
+                        f"name attribute {DN_SHORT_NAMES[kind]} must be 1-{bound} characters"
+                    )
+    except (ValueError, TypeError) as exc:
+        raise MalformedInputError(f"unreadable name: {exc}") from exc
 
 
 def key_identifier(public_key_info: keys.PublicKeyInfo) -> bytes:
@@ -157,6 +197,19 @@ class CertificateBuilder:
             {"extn_id": name, "critical": critical, "extn_value": value}
         ).dump()
         return replace(self, _extensions=(*self._extensions, (name, bytes(encoded))))
+
+    def add_encoded_extension(
+        self, oid: str, value_der: bytes, *, critical: bool = False
+    ) -> CertificateBuilder:
+        """Add an extension whose value is already DER (for types asn1crypto mis-wraps)."""
+        if any(existing == oid for existing, _ in self._extensions):
+            raise BuilderError(f"extension {oid} is already present")
+        encoded = der.sequence(
+            core.ObjectIdentifier(oid).dump(),
+            core.Boolean(True).dump() if critical else b"",
+            der.tlv(0x04, value_der),
+        )
+        return replace(self, _extensions=(*self._extensions, (oid, encoded)))
 
     def add_key_identifier(self, public_key_info: keys.PublicKeyInfo) -> CertificateBuilder:
         """The subjectKeyIdentifier extension, encoded directly (it is on every certificate's hot path)."""

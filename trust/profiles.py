@@ -6,6 +6,7 @@ organisation seal signer's (签章者), a person's, an OCSP responder's or a TSA
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -15,6 +16,9 @@ from asn1crypto import keys, x509
 from trust.asn1_gm import GM_IDENTITY_EXTENSIONS
 from trust.certificates import CertificateBuilder, key_identifier
 from trust.errors import MalformedInputError, ProfileError
+
+_PRINTABLE = re.compile(r"[A-Za-z0-9 '()+,\-./:=?]{1,64}")
+"""X.680 PrintableString, the type of the GM/T 0015 identity extensions."""
 
 
 @dataclass(frozen=True)
@@ -151,8 +155,17 @@ def finish_profile(
             raise MalformedInputError(
                 f"unknown identity extension {key!r}; known: {', '.join(GM_IDENTITY_EXTENSIONS)}"
             )
-        if not value.isascii() or not value.isprintable() or len(value) > 64:
-            raise MalformedInputError(f"identity value for {key} must be printable ASCII")
-        native: object = {"residenter_card_number": value} if key == "identify_code" else value
-        b = b.add_extension(f"gm_{key}", native)
+        if not _PRINTABLE.fullmatch(value):
+            raise MalformedInputError(
+                f"identity value for {key} must be 1-64 PrintableString characters "
+                "(letters, digits, space and ' ( ) + , - . / : = ?)"
+            )
+        oid, spec = GM_IDENTITY_EXTENSIONS[key]
+        inner = (
+            spec(name="residenter_card_number", value=value)
+            if key == "identify_code"
+            else spec(value)
+        )
+        # Encoded here: asn1crypto would put a CHOICE in place of the OCTET STRING wrapper.
+        b = b.add_encoded_extension(oid, inner.dump())
     return b
