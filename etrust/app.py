@@ -8,8 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from etrust.api import router as api_router
-from etrust.pki_routes import router as pki_router
 from etrust.limits import BodyLimitMiddleware
+from etrust.pki_routes import router as pki_router
 from etrust.problems import install_problem_handlers
 from etrust.runtime import open_runtime
 from etrust.services import Services

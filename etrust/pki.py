@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from asn1crypto import x509
 
@@ -139,7 +139,7 @@ def init_pki(
             log(f"created {issuing_name}")
             created.append(issuing_name)
         issuing = _load_ca(settings, records, repository, keystore, issuing_name, clock)
-        created += _init_services(kind, spec, issuing, identities, keystore)
+        created += _init_services(kind, spec, issuing, identities, keystore, clock)
     return created
 
 
@@ -149,13 +149,16 @@ def _init_services(
     issuing: CertificateAuthority,
     identities: ServiceIdentityStore,
     keystore: SoftwareKeyStore,
+    clock: Clock,
 ) -> list[str]:
-    """The issuing CA's delegated OCSP responder and the hierarchy's TSA, if missing."""
+    """The issuing CA's delegated OCSP responder and the hierarchy's TSA: created if missing,
+    their certificates renewed (same key) when they expire within ``RENEW_BEFORE``."""
     created = []
     naming = issuing.certificate.subject.native
     organization = naming.get("organization_name", "")
     for name, purpose in ((f"ocsp-{issuing.name}", "ocsp"), (f"tsa-{kind}", "tsa")):
-        if identities.get(name) is not None:
+        existing = identities.get(name)
+        if existing is not None and not _expiring(existing, clock()):
             continue
         key = _get_or_create_key(keystore, name, spec)
         title = "OCSP 响应服务" if purpose == "ocsp" else "时间戳服务"
@@ -164,9 +167,18 @@ def _init_services(
             cert = delegate(issuing, key, subject).certificate
         else:
             cert = issuing.issue(key.public_key_info, subject, "tsa")
-        identities.save(ServiceIdentity(name, purpose, issuing.name, key.key_uri, cert.dump()))
-        created.append(name)
+        identity = ServiceIdentity(name, purpose, issuing.name, key.key_uri, cert.dump())
+        identities.save(identity, renew=existing is not None)
+        created.append(name if existing is None else f"{name} (certificate renewed)")
     return created
+
+
+RENEW_BEFORE = timedelta(days=30)
+
+
+def _expiring(identity: ServiceIdentity, now: datetime) -> bool:
+    cert = load_certificate(identity.certificate_der)
+    return bool(cert.not_valid_after - now < RENEW_BEFORE)
 
 
 def _load_ca(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
-from etrust.pki import Pki
+from etrust.pki import RENEW_BEFORE, Pki
 from etrust.runtime import Runtime
 from trust.certificates import load_certificate
 from trust.crl import CrlCache
@@ -13,7 +14,7 @@ from trust.errors import CaNotFoundError, ConfigurationError
 from trust.ocsp import DelegatedResponder, OcspResponder
 from trust.tsa import TimeStampAuthority
 
-TSA_KINDS = ("sm2", "rsa")
+log = logging.getLogger("etrust.services")
 
 
 @dataclass
@@ -36,6 +37,12 @@ class Services:
             ca = pki.ca(identity.ca_name)
             key = runtime.keys.find(identity.key_uri)
             cert = load_certificate(identity.certificate_der)
+            if cert.not_valid_after - datetime.now(UTC) < RENEW_BEFORE:
+                log.warning(
+                    "%s certificate expires %s: run etrust init to renew it",
+                    identity.name,
+                    cert.not_valid_after.isoformat(),
+                )
             if identity.purpose == "ocsp":
                 authorities.append(DelegatedResponder(ca, cert, key))
             elif identity.purpose == "tsa":

@@ -443,8 +443,9 @@ class ServiceIdentityStore:
         self._sessions = sessions
         self._clock = clock
 
-    def save(self, identity: ServiceIdentity) -> ServiceIdentity:
-        """Record an identity; the same again is a no-op, a different one under its name a conflict."""
+    def save(self, identity: ServiceIdentity, *, renew: bool = False) -> ServiceIdentity:
+        """Record an identity; the same again is a no-op, a different one under its name a
+        conflict unless ``renew`` (a new certificate for the service, same purpose and CA)."""
         check_name(identity.name, "service name")
         if identity.purpose not in SERVICE_PURPOSES:
             raise MalformedInputError(
@@ -456,6 +457,14 @@ class ServiceIdentityStore:
                 select(ServiceIdentityRow).where(ServiceIdentityRow.name == identity.name)
             )
             if existing is not None:
+                same_role = (existing.purpose, existing.ca_name) == (
+                    identity.purpose,
+                    identity.ca_name,
+                )
+                if renew and same_role:
+                    existing.key_uri = identity.key_uri
+                    existing.certificate_der = identity.certificate_der
+                    return identity
                 if _identity(existing) != identity:
                     raise ConflictError(f"a different service named {identity.name} is recorded")
                 return identity

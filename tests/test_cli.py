@@ -6,12 +6,17 @@ import json
 import shutil
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from etrust.cli import main
+from etrust.pki import init_pki
+from etrust.runtime import open_runtime
+from etrust.settings import load_settings
 from tests.conftest import SM2_ID_OPT, openssl, openssl_csr
+from trust.certificates import load_certificate
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -285,3 +290,29 @@ def test_console_script_runs(home: Path) -> None:
         [exe, "--home", str(home), "ca", "list"], capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0 and "issuing-sm2" in proc.stdout
+
+
+def test_init_renews_service_certificates_before_they_expire(tmp_path: Path) -> None:
+    home = tmp_path / "renew"
+    assert main(["--home", str(home), "init"]) == 0
+    rt = open_runtime(load_settings(home))
+    try:
+        before = {i.name: i for i in rt.identities.list()}
+        ocsp_cert = load_certificate(before["ocsp-issuing-sm2"].certificate_der)
+        late = ocsp_cert.not_valid_after - timedelta(days=10)
+        renewed = init_pki(
+            rt.settings, rt.records, rt.identities, rt.repository, rt.keystore, clock=lambda: late
+        )
+        assert "ocsp-issuing-sm2 (certificate renewed)" in renewed
+        assert not any(name.startswith("tsa-") for name in renewed)  # TSA certs last 5 years
+        after = {i.name: i for i in rt.identities.list()}
+        fresh = load_certificate(after["ocsp-issuing-sm2"].certificate_der)
+        assert fresh.not_valid_after > ocsp_cert.not_valid_after
+        assert fresh.public_key.dump() == ocsp_cert.public_key.dump()  # same key, new certificate
+        assert after["tsa-sm2"] == before["tsa-sm2"]
+        again = init_pki(
+            rt.settings, rt.records, rt.identities, rt.repository, rt.keystore, clock=lambda: late
+        )
+        assert again == []
+    finally:
+        rt.close()
