@@ -7,6 +7,7 @@ defaults. Built by the app factory and the CLI, never at import time.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,9 +62,11 @@ def load_settings(home: str | Path | None = None, env: dict[str, str] | None = N
     home_path = Path(home or environ.get("ETRUST_HOME") or DEFAULT_HOME).expanduser().resolve()
     file_values = _read_toml(home_path / "etrust.toml")
     pki = file_values.get("pki", {})
-    naming_values: dict[str, Any] = {
-        k: (tuple(v) if k == "policy_oids" else str(v)) for k, v in pki.items() if k in _NAMING_KEYS
-    }
+    if not isinstance(pki, dict):
+        raise ConfigurationError("[pki] in etrust.toml must be a table")
+    naming_values: dict[str, Any] = {k: _text(k, v) for k, v in pki.items() if k in _NAMING_KEYS}
+    if "policy_oids" in pki:
+        naming_values["policy_oids"] = _oids(pki["policy_oids"])
     naming = NamingSettings(**naming_values)
     database_url = (
         environ.get("ETRUST_DATABASE_URL")
@@ -80,12 +83,39 @@ def load_settings(home: str | Path | None = None, env: dict[str, str] | None = N
         key_passphrase=environ.get("ETRUST_KEY_PASSPHRASE") or None,
         kek_file=Path(kek) if kek else None,
         naming=naming,
-        tsa_policy_oid=str(file_values.get("tsa_policy_oid") or DEMO_TSA_POLICY),
-        **{k: int(file_values[k]) for k in _INT_KEYS if k in file_values},
+        tsa_policy_oid=_oids([file_values.get("tsa_policy_oid") or DEMO_TSA_POLICY])[0],
+        **{k: _positive(k, file_values[k]) for k in _INT_KEYS if k in file_values},
     )
 
 
-_NAMING_KEYS = {"country", "organization", "root_common_name", "issuing_common_name", "policy_oids"}
+_NAMING_KEYS = {"country", "organization", "root_common_name", "issuing_common_name"}
+_OID = re.compile(r"[0-2](\.(0|[1-9][0-9]*))+")
+
+
+def _text(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(f"etrust.toml: pki.{key} must be a non-empty string")
+    return value
+
+
+def _oids(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(
+        isinstance(v, str) and _OID.fullmatch(v) for v in value
+    ):
+        raise ConfigurationError(
+            f"etrust.toml: policy OIDs must be a list of dotted OIDs, not {value!r}"
+        )
+    return tuple(value)
+
+
+def _positive(key: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ConfigurationError(
+            f"etrust.toml: {key} must be a positive whole number, not {value!r}"
+        )
+    return value
+
+
 _INT_KEYS = ("crl_validity_hours", "ocsp_validity_minutes", "max_upload_bytes")
 
 
