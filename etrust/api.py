@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from etrust.pki_routes import ServicesDep
 from etrust.store import ApiClient
-from trust.certificates import load_certificate, to_pem
+from trust.certificates import load_certificate, parse_serial, to_pem
 from trust.errors import AuthError, ForbiddenError, MalformedInputError
 from trust.profiles import get_profile
 from trust.repository import REVOCATION_REASONS, IssuedCertificate
@@ -94,16 +94,6 @@ def _out(services: ServicesDep, record: IssuedCertificate) -> CertificateOut:
     )
 
 
-def _serial(text: str) -> int:
-    try:
-        value = int(text.lower().removeprefix("0x").replace(":", ""), 16)
-    except ValueError:
-        raise MalformedInputError(f"serial numbers are hexadecimal, not {text!r}") from None
-    if value <= 0:
-        raise MalformedInputError("serial numbers are positive")
-    return value
-
-
 def _record(services: ServicesDep, serial: int) -> IssuedCertificate:
     ca = services.pki.find_issuer_of_serial(serial)
     record = services.pki.repository.get_certificate(ca.name, serial)
@@ -134,7 +124,7 @@ def issue(body: IssueRequest, client: ClientDep, services: ServicesDep) -> Certi
     "/certificates/{serial}", response_model=CertificateOut, summary="A certificate and its status"
 )
 def get_certificate(serial: str, _client: ClientDep, services: ServicesDep) -> CertificateOut:
-    return _out(services, _record(services, _serial(serial)))
+    return _out(services, _record(services, parse_serial(serial)))
 
 
 @router.post(
@@ -146,6 +136,6 @@ def revoke(
     require_role(client, ISSUING_ROLES)
     if body.reason not in REVOCATION_REASONS:
         raise MalformedInputError(f"unknown reason {body.reason!r}")
-    record = _record(services, _serial(serial))
+    record = _record(services, parse_serial(serial))
     services.pki.ca(record.issuer).revoke(record.serial, body.reason)
     return _out(services, record)

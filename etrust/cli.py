@@ -18,7 +18,7 @@ from etrust.pki import init_pki
 from etrust.runtime import Runtime, open_runtime
 from etrust.settings import load_settings
 from trust.ca import describe_name
-from trust.certificates import to_pem
+from trust.certificates import parse_serial, to_pem
 from trust.errors import EtrustError, MalformedInputError
 from trust.profiles import PROFILES
 from trust.repository import REVOCATION_REASONS
@@ -84,17 +84,6 @@ def _cmd_ca_export(rt: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_serial(text: str) -> int:
-    cleaned = text.strip().lower().removeprefix("0x").replace(":", "")
-    try:
-        serial = int(cleaned, 16)
-    except ValueError:
-        raise MalformedInputError(f"serial numbers are hexadecimal, not {text!r}") from None
-    if serial <= 0:
-        raise MalformedInputError("serial numbers are positive")
-    return serial
-
-
 def _cmd_cert_issue(rt: Runtime, args: argparse.Namespace) -> int:
     ca = rt.pki().ca(args.ca)
     try:
@@ -117,7 +106,7 @@ def _cmd_cert_issue(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 def _cmd_cert_revoke(rt: Runtime, args: argparse.Namespace) -> int:
-    serial = _parse_serial(args.serial)
+    serial = parse_serial(args.serial)
     pki = rt.pki()
     ca = pki.ca(args.ca) if args.ca else pki.find_issuer_of_serial(serial)
     rev = ca.revoke(serial, args.reason)

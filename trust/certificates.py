@@ -114,6 +114,17 @@ def key_identifier(public_key_info: keys.PublicKeyInfo) -> bytes:
     return hashlib.sha1(public_key_info["public_key"].contents[1:], usedforsecurity=False).digest()
 
 
+def parse_serial(text: str) -> int:
+    """A serial number as people and OpenSSL write it: hex, optionally 0x-prefixed or colon-separated."""
+    cleaned = text.strip().lower().removeprefix("0x").replace(":", "")
+    if not cleaned or len(cleaned) > 40 or any(c not in "0123456789abcdef" for c in cleaned):
+        raise MalformedInputError(f"serial numbers are up to 20 bytes of hexadecimal, not {text!r}")
+    serial = int(cleaned, 16)
+    if serial <= 0:
+        raise MalformedInputError("serial numbers are positive")
+    return serial
+
+
 def random_serial() -> int:
     """16 random bytes from ``secrets``, kept positive and non-zero (RFC 5280 §4.1.2.2)."""
     while True:

@@ -225,6 +225,8 @@ class Sm2PublicKey:
     def point(self) -> tuple[int, int]:
         """The affine coordinates (x, y) of the public point."""
         raw = keys.PublicKeyInfo.load(self.spki_der)["public_key"].native
+        if len(raw) != 65 or raw[0] != 4:
+            raise MalformedInputError("only uncompressed SM2 points (04 || x || y) are supported")
         return int.from_bytes(raw[1:33], "big"), int.from_bytes(raw[33:65], "big")
 
     def verify(self, signature: bytes, data: bytes, sm2_id: bytes = DEFAULT_ID) -> None:
