@@ -12,21 +12,27 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
-from asn1crypto import algos, keys, ocsp, x509
+from asn1crypto import algos, core, crl, keys, ocsp, x509
 from cryptography.exceptions import InvalidSignature
 from pyhanko_certvalidator.errors import AlgorithmNotSupported
 from pyhanko_certvalidator.policy_decl import DisallowWeakAlgorithmsPolicy
+from pyhanko_certvalidator.revinfo import validate_ocsp
+from pyhanko_certvalidator.sig_validate import DefaultSignatureValidator
 
 from tests.conftest import SM2_ID_OPT, Hierarchy, make_hierarchy, openssl
+from trust import validation
 from trust.certificates import load_certificate, make_name, to_pem
 from trust.errors import MalformedInputError
+from trust.ocsp import DelegatedResponder, OcspResponder, build_request, delegate
 from trust.validation import (
     REASONS,
     GmAlgorithmPolicy,
@@ -35,6 +41,7 @@ from trust.validation import (
     ValidationReport,
     avalidate_chain,
     validate_chain,
+    validate_crl,
 )
 
 # --------------------------------------------------------------------------------------------
@@ -102,7 +109,7 @@ def openssl_chain(
 
 
 # What each outcome must mean to a caller, stated here independently of the module's table.
-UNDECIDED = {"NO_PATH", "REVOCATION_UNKNOWN", "ALGORITHM_UNSUPPORTED"}
+UNDECIDED = {"NO_PATH", "REVOCATION_UNKNOWN", "ALGORITHM_UNSUPPORTED", "INTERNAL"}
 
 
 def assert_report(report: ValidationReport, reason: str) -> None:
@@ -847,6 +854,147 @@ def test_ocsp_answer_for_another_certificate_does_not_count(
 
 
 # --------------------------------------------------------------------------------------------
+# OCSP answers from our responder: signed by the CA itself or by a delegated responder
+
+
+@pytest.fixture(scope="module")
+def delegated(sm2_hierarchy: Hierarchy, rsa_hierarchy: Hierarchy) -> dict[str, DelegatedResponder]:
+    """A delegated responder per CA: its certificate has id-kp-OCSPSigning and ocsp-nocheck."""
+    return {
+        h.kind: delegate(h.issuing, h.new_key(f"ocsp-{secrets.token_hex(4)}"))
+        for h in (sm2_hierarchy, rsa_hierarchy)
+    }
+
+
+def _basic(answer: bytes) -> ocsp.BasicOCSPResponse:
+    basic: ocsp.BasicOCSPResponse = ocsp.OCSPResponse.load(answer)["response_bytes"][
+        "response"
+    ].parsed
+    return basic
+
+
+def openssl_ocsp_status(
+    h: Hierarchy, answer: bytes, leaf: x509.Certificate, signer: x509.Certificate, folder: Path
+) -> str:
+    """OpenSSL's reading of one of our answers, after OpenSSL has checked who signed it.
+
+    RSA: ``openssl ocsp`` verifies everything, responder authorisation included. SM2 (no
+    distinguishing ID in ``openssl ocsp``): the signature over the TBS bytes with ``pkeyutl``
+    and the responder certificate's link to the CA with ``openssl verify``.
+    """
+    issuing_pem = _write(folder, "issuing", h.issuing.certificate)
+    response = folder / f"ocsp-{secrets.token_hex(4)}.der"
+    response.write_bytes(answer)
+    leaf_pem = _write(folder, "leaf", leaf)
+    args: list[str | Path] = [
+        "ocsp",
+        "-respin",
+        response,
+        "-issuer",
+        issuing_pem,
+        "-cert",
+        leaf_pem,
+    ]
+    if h.kind == "rsa":
+        root_pem = _write(folder, "root", h.root.certificate)
+        proc = openssl(*args, "-CAfile", root_pem, "-verify_other", issuing_pem, check=False)
+        out = (proc.stdout + proc.stderr).decode(errors="replace")
+        assert "Response verify OK" in out, out
+        return out
+    basic = _basic(answer)
+    signer_pem = _write(folder, "signer", signer)
+    tbs, signature = basic["tbs_response_data"].dump(), basic["signature"].native
+    assert sm2_signature_ok(folder, signer_pem, tbs, signature)
+    if signer.dump() != h.issuing.certificate.dump():
+        ok, out = openssl_link("sm2", issuing_pem, signer_pem)
+        assert ok, out
+    return openssl(*args, "-noverify").stdout.decode()
+
+
+@pytest.mark.parametrize("status", ["good", "revoked"])
+@pytest.mark.parametrize("signer", ["ca", "delegated"])
+def test_ocsp_answers_from_our_responder(
+    hierarchy: Hierarchy,
+    stores: dict[str, TrustStore],
+    delegated: dict[str, DelegatedResponder],
+    signer: str,
+    status: str,
+    tmp_path: Path,
+) -> None:
+    """SM2 as RSA: the CA's own answers, and a delegated responder's (checked in a side path)."""
+    leaf = new_leaf(hierarchy)
+    if status == "revoked":
+        hierarchy.issuing.revoke(leaf.serial_number, "key_compromise")
+    entry = hierarchy.issuing if signer == "ca" else delegated[hierarchy.kind]
+    signer_cert = (
+        hierarchy.issuing.certificate if signer == "ca" else delegated[hierarchy.kind].certificate
+    )
+    answer = OcspResponder([entry]).respond(build_request(hierarchy.issuing.certificate, [leaf]))
+    assert f": {status}" in openssl_ocsp_status(hierarchy, answer, leaf, signer_cert, tmp_path)
+    # The root's CRL answers for the issuing CA; the OCSP answer alone for the leaf.
+    common = {
+        "trust_roots": _ours(hierarchy, stores),
+        "intermediates": [hierarchy.issuing.certificate],
+        "crls": [hierarchy.root.crl()],
+        "revocation": "require",
+    }
+    report = validate_chain(leaf, ocsp_responses=[answer], **common)  # type: ignore[arg-type]
+    assert_report(report, "OK" if status == "good" else "REVOKED")
+    if status == "revoked":
+        assert "end-entity" in report.message and "OCSP" in report.message
+    else:
+        assert {c["name"]: c["result"] for c in report.checks}["revocation"] == "passed"
+    assert_report(validate_chain(leaf, **common), "REVOCATION_UNKNOWN")  # type: ignore[arg-type]
+
+
+def test_responder_context_hook_leaves_other_users_alone(sm2_hierarchy: Hierarchy) -> None:
+    """Outside our validations certvalidator's side context keeps its own default validator."""
+    side_context = vars(validate_ocsp)["ValidationContext"]  # the name the hook repoints
+    roots = [sm2_hierarchy.root.certificate]
+    assert isinstance(side_context(trust_roots=roots).sig_validator, DefaultSignatureValidator)
+    mine = Sm2CapableSignatureValidator()
+    assert side_context(trust_roots=roots, signature_validator=mine).sig_validator is mine
+
+
+def test_forged_delegated_responder_certificate_does_not_count(
+    hierarchy: Hierarchy,
+    stores: dict[str, TrustStore],
+    delegated: dict[str, DelegatedResponder],
+    tmp_path: Path,
+) -> None:
+    """The responder's certificate travels outside the signed part of an answer: it is checked.
+
+    Its signature is broken here; the answer's own signature stays valid, so only the check of
+    the responder certificate (in certvalidator's side context) can refuse it.
+    """
+    responder = delegated[hierarchy.kind]
+    leaf = new_leaf(hierarchy)
+    answer = OcspResponder([responder]).respond(
+        build_request(hierarchy.issuing.certificate, [leaf])
+    )
+    genuine = responder.certificate.dump()
+    assert answer.count(genuine) == 1
+    tampered = bytearray(genuine)
+    tampered[-1] ^= 0x01  # the last byte of the certificate's signature
+    forged = answer.replace(genuine, bytes(tampered))
+    ok, out = openssl_link(
+        hierarchy.kind,
+        _write(tmp_path, "issuing", hierarchy.issuing.certificate),
+        _write(tmp_path, "forged", to_pem(load_certificate(bytes(tampered)))),
+    )
+    assert not ok and "signature" in out
+    assert _basic(forged)["tbs_response_data"].dump() == _basic(answer)["tbs_response_data"].dump()
+    common = {
+        "trust_roots": _ours(hierarchy, stores),
+        "intermediates": [hierarchy.issuing.certificate],
+        "crls": [hierarchy.root.crl()],
+    }
+    assert_report(validate_chain(leaf, ocsp_responses=[answer], **common), "OK")  # type: ignore[arg-type]
+    report = validate_chain(leaf, ocsp_responses=[forged], **common)  # type: ignore[arg-type]
+    assert_report(report, "REVOCATION_UNKNOWN")
+
+
+# --------------------------------------------------------------------------------------------
 # Bad input: a report, never an exception
 
 
@@ -898,6 +1046,206 @@ def test_api_misuse_raises(sm2_hierarchy: Hierarchy, stores: dict[str, TrustStor
         TrustStore([])
     with pytest.raises(MalformedInputError):
         TrustStore([b"junk"])
+
+
+def test_unexpected_error_is_an_indeterminate_report(
+    hierarchy: Hierarchy,
+    stores: dict[str, TrustStore],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """What nobody foresaw (here: a library failing oddly) is logged and left undecided."""
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("simulated library failure")
+
+    leaf = new_leaf(hierarchy)
+    common = {"trust_roots": _ours(hierarchy, stores), "revocation": "none"}
+    monkeypatch.setattr(Sm2CapableSignatureValidator, "validate_signature", fail)
+    with caplog.at_level(logging.ERROR, logger="trust.validation"):
+        report = validate_chain(leaf, intermediates=[hierarchy.issuing.certificate], **common)  # type: ignore[arg-type]
+    assert_report(report, "INTERNAL")
+    assert "RuntimeError" in report.message
+    assert report.checks[-1]["name"] == "internal"
+    assert report.checks[-1]["result"] == "indeterminate"
+    logged = [r for r in caplog.records if r.exc_info and isinstance(r.exc_info[1], RuntimeError)]
+    assert logged and logged[0].levelno == logging.ERROR
+
+    caplog.clear()
+    monkeypatch.setattr(validation, "verify_signed", fail)
+    with caplog.at_level(logging.ERROR, logger="trust.validation"):
+        report = validate_crl(hierarchy.root.crl(), **common)  # type: ignore[arg-type]
+    assert_report(report, "INTERNAL")
+    assert any(r.exc_info and isinstance(r.exc_info[1], RuntimeError) for r in caplog.records)
+
+
+_T = TypeVar("_T")
+
+
+def _even_signature(make: Callable[[], _T], signature: Callable[[_T], core.Asn1Value]) -> _T:
+    """An object whose signature ends in a 0 bit: asn1crypto then drops one unused bit unseen."""
+    for _ in range(64):
+        value = make()
+        if signature(value).contents[-1] % 2 == 0:
+            return value
+    pytest.fail("64 signatures in a row ended in a 1 bit")
+
+
+def _one_unused_bit(der: bytes, signature: core.Asn1Value) -> bytes:
+    """``der`` with the signature BIT STRING claiming one unused bit (same length, same octets)."""
+    contents = bytes(signature.contents)
+    at = der.rfind(contents)
+    assert contents[0] == 0 and at > 0 and der.count(contents) == 1
+    return der[:at] + b"\x01" + der[at + 1 :]
+
+
+def test_signature_bit_strings_with_unused_bits_are_refused(
+    hierarchy: Hierarchy, stores: dict[str, TrustStore], delegated: dict[str, DelegatedResponder]
+) -> None:
+    """A second encoding of a signed object (another fingerprint) must not pass for the first."""
+    store = _ours(hierarchy, stores)
+    issuing = hierarchy.issuing.certificate
+    leaf = _even_signature(lambda: new_leaf(hierarchy), lambda c: c["signature_value"])
+    odd_leaf = _one_unused_bit(leaf.dump(), leaf["signature_value"])
+    # The premise: asn1crypto reads the very same signature octets from the odd encoding.
+    odd = x509.Certificate.load(odd_leaf)["signature_value"]
+    assert odd.contents[0] == 1 and odd.native == leaf["signature_value"].native
+    assert validate_chain(
+        leaf, trust_roots=store, intermediates=[issuing], revocation="none"
+    ).passed
+    report = validate_chain(odd_leaf, trust_roots=store, intermediates=[issuing], revocation="none")
+    assert_report(report, "MALFORMED")
+    assert "unused bits" in report.message
+    # Trust roots are read by the same parser.
+    assert_report(validate_chain(leaf, trust_roots=[odd_leaf], revocation="none"), "MALFORMED")
+
+    root_crl = _even_signature(hierarchy.root.crl, lambda c: c["signature"])
+    odd_crl = _one_unused_bit(root_crl.dump(), root_crl["signature"])
+    assert crl.CertificateList.load(odd_crl)["signature"].native == root_crl["signature"].native
+    assert validate_crl(root_crl, trust_roots=store).passed
+    assert_report(validate_crl(odd_crl, trust_roots=store), "MALFORMED")
+    chain = {"trust_roots": store, "intermediates": [issuing], "revocation": "require"}
+    issuing_crl = hierarchy.issuing.crl()
+    assert validate_chain(leaf, crls=[root_crl, issuing_crl], **chain).passed  # type: ignore[arg-type]
+    assert_report(validate_chain(leaf, crls=[odd_crl, issuing_crl], **chain), "MALFORMED")  # type: ignore[arg-type]
+
+    responder = OcspResponder([delegated[hierarchy.kind]])
+    answer = _even_signature(
+        lambda: responder.respond(build_request(issuing, [leaf], nonce=secrets.token_bytes(16))),
+        lambda a: _basic(a)["signature"],
+    )
+    odd_answer = _one_unused_bit(answer, _basic(answer)["signature"])
+    assert validate_chain(leaf, crls=[root_crl], ocsp_responses=[answer], **chain).passed  # type: ignore[arg-type]
+    report = validate_chain(leaf, crls=[root_crl], ocsp_responses=[odd_answer], **chain)  # type: ignore[arg-type]
+    assert_report(report, "MALFORMED")
+    # The responder certificate inside the answer is outside its signature: refused alike.
+    other = _even_signature(
+        lambda: delegate(hierarchy.issuing, hierarchy.new_key(f"ocsp-{secrets.token_hex(4)}")),
+        lambda d: d.certificate["signature_value"],
+    )
+    answer = OcspResponder([other]).respond(build_request(issuing, [leaf]))
+    cert = other.certificate
+    odd_cert_answer = answer.replace(
+        cert.dump(), _one_unused_bit(cert.dump(), cert["signature_value"])
+    )
+    assert validate_chain(leaf, crls=[root_crl], ocsp_responses=[answer], **chain).passed  # type: ignore[arg-type]
+    report = validate_chain(leaf, crls=[root_crl], ocsp_responses=[odd_cert_answer], **chain)  # type: ignore[arg-type]
+    assert_report(report, "MALFORMED")
+
+
+# --------------------------------------------------------------------------------------------
+# CRLs on their own: validate_crl
+
+
+def _crl_judged(h: Hierarchy, ca: str, folder: Path) -> crl.CertificateList:
+    """A fresh CRL of ``ca`` ("root" or "issuing"), its signature first confirmed by OpenSSL."""
+    authority = h.root if ca == "root" else h.issuing
+    value = authority.crl()
+    ca_pem = _write(folder, ca, authority.certificate)
+    if h.kind == "sm2":
+        tbs, signature = value["tbs_cert_list"].dump(), value["signature"].native
+        assert sm2_signature_ok(folder, ca_pem, tbs, signature)
+    else:
+        crl_pem = _write(folder, "crl", value, "X509 CRL")
+        proc = openssl("crl", "-in", crl_pem, "-CAfile", ca_pem, "-noout", check=False)
+        assert b"verify OK" in proc.stdout + proc.stderr
+    return value
+
+
+def test_validate_crl(hierarchy: Hierarchy, stores: dict[str, TrustStore], tmp_path: Path) -> None:
+    store = _ours(hierarchy, stores)
+    root_crl = _crl_judged(hierarchy, "root", tmp_path)
+    issuing_crl = _crl_judged(hierarchy, "issuing", tmp_path)
+    report = validate_crl(root_crl.dump(), trust_roots=store)
+    assert_report(report, "OK")
+    assert {c["name"]: c["result"] for c in report.checks}["crl_issuer"] == "passed"
+    # The issuing CA's CRL: its issuer is validated as a chain, for cRLSign, with the root's CRL.
+    common = {"trust_roots": store, "intermediates": [hierarchy.issuing.certificate]}
+    report = validate_crl(issuing_crl, crls=[root_crl], revocation="require", **common)  # type: ignore[arg-type]
+    assert_report(report, "OK")
+    assert len(report.path) == 2
+    assert_report(validate_crl(issuing_crl, trust_roots=store), "NO_PATH")
+    forged = bytearray(issuing_crl.dump())
+    forged[-1] ^= 0x01
+    assert_report(validate_crl(bytes(forged), **common), "SIGNATURE_INVALID")  # type: ignore[arg-type]
+    for junk in (b"", b"not a CRL", secrets.token_bytes(200), 12345):
+        assert_report(validate_crl(junk, trust_roots=store), "MALFORMED")  # type: ignore[arg-type]
+
+
+def test_validate_crl_api_misuse_raises_and_bad_roots_are_malformed(
+    sm2_hierarchy: Hierarchy, stores: dict[str, TrustStore]
+) -> None:
+    """The same contract as validate_chain: misuse raises, a bad trust root list is reported."""
+    root_crl = sm2_hierarchy.root.crl()
+    with pytest.raises(MalformedInputError):
+        validate_crl(root_crl, trust_roots=stores["sm2"], at=datetime(2030, 1, 1))
+    with pytest.raises(MalformedInputError):
+        validate_crl(root_crl, trust_roots=stores["sm2"], revocation="sometimes")  # type: ignore[arg-type]
+    for roots in ([], [b"junk"], [root_crl.dump()]):
+        report = validate_crl(root_crl, trust_roots=roots)
+        assert_report(report, "MALFORMED")
+        assert report.checks[-1]["name"] == "format"
+        assert_report(
+            validate_chain(sm2_hierarchy.issuing.certificate, trust_roots=roots), "MALFORMED"
+        )
+
+
+def test_crl_not_yet_valid(
+    hierarchy: Hierarchy, stores: dict[str, TrustStore], tmp_path: Path
+) -> None:
+    root_crl = hierarchy.root.crl()
+    this_update = root_crl["tbs_cert_list"]["this_update"].native
+    before = this_update - timedelta(minutes=1)
+    assert hierarchy.root.certificate.not_valid_before < before
+    if hierarchy.kind == "rsa":  # OpenSSL cannot check an SM2 CRL's signature with the ID
+        root_pem = _write(tmp_path, "root", hierarchy.root.certificate)
+        crl_pem = _write(tmp_path, "crl", root_crl, "X509 CRL")
+
+        def openssl_at(moment: datetime) -> tuple[bool, str]:
+            when = str(int(moment.timestamp()))
+            crl_args = ("-crl_check", "-CRLfile", str(crl_pem), "-attime", when)
+            return openssl_chain("rsa", root_pem, [], root_pem, *crl_args)
+
+        ok, out = openssl_at(before)
+        assert not ok and "CRL is not yet valid" in out
+        assert openssl_at(this_update)[0]
+    report = validate_crl(root_crl, trust_roots=_ours(hierarchy, stores), at=before)
+    assert_report(report, "NOT_YET_VALID")
+    assert {c["name"]: c["result"] for c in report.checks}["crl_fresh"] == "failed"
+    assert validate_crl(root_crl, trust_roots=_ours(hierarchy, stores), at=this_update).passed
+
+
+def test_crl_signature_check_survives_library_errors(
+    hierarchy: Hierarchy, stores: dict[str, TrustStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """asn1crypto may raise ValueError on hostile input: that is no valid signature, not a crash."""
+
+    def unreadable(*args: object, **kwargs: object) -> None:
+        raise ValueError("simulated asn1crypto parse error")
+
+    monkeypatch.setattr(validation, "verify_signed", unreadable)
+    report = validate_crl(hierarchy.root.crl(), trust_roots=_ours(hierarchy, stores))
+    assert_report(report, "SIGNATURE_INVALID")
 
 
 # --------------------------------------------------------------------------------------------

@@ -18,10 +18,12 @@ import dataclasses
 import functools
 import hashlib
 import itertools
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeAlias, TypedDict, TypeVar
@@ -46,6 +48,7 @@ from pyhanko_certvalidator.policy_decl import (
     DisallowWeakAlgorithmsPolicy,
 )
 from pyhanko_certvalidator.registry import CertificateRegistry, SimpleTrustManager
+from pyhanko_certvalidator.revinfo import validate_ocsp as _certvalidator_ocsp
 from pyhanko_certvalidator.sig_validate import (
     DEFAULT_VALIDATION_CONTEXT,
     SignatureValidationContext,
@@ -54,7 +57,7 @@ from pyhanko_certvalidator.sig_validate import (
 from pyhanko_certvalidator.validate import validate_usage
 
 from trust import asn1_gm  # noqa: F401  (SM2 OIDs known to asn1crypto)
-from trust.algorithms import key_type_of, verify
+from trust.algorithms import key_type_of, signature_octets, verify, verify_signed
 from trust.ca import describe_name
 from trust.certificates import load_certificate, load_certificates, parse_der, unarmor
 from trust.crl import load_crl
@@ -66,6 +69,8 @@ from trust.errors import (
     WeakKeyError,
 )
 from trust.sm2 import DEFAULT_ID
+
+log = logging.getLogger(__name__)
 
 Verdict = Literal["PASSED", "FAILED", "INDETERMINATE"]
 RevocationMode = Literal["require", "hard-fail", "soft-fail", "none"]
@@ -150,6 +155,11 @@ REASONS: dict[str, _Reason] = {
         "FAILED",
         "An input (certificate, CRL or OCSP response) is not well-formed.",
         "证书或吊销信息格式错误",
+    ),
+    "INTERNAL": _Reason(
+        "INDETERMINATE",
+        "The validation could not be completed because of an internal error (it was logged).",
+        "验证过程中发生内部错误，无法得出结论",
     ),
 }
 
@@ -338,6 +348,30 @@ def _key_type_or_none(public_key: keys.PublicKeyInfo) -> str | None:
 SIGNATURE_VALIDATOR = Sm2CapableSignatureValidator()
 ALGORITHM_POLICY = GmAlgorithmPolicy()  # type: ignore[no-untyped-call]
 
+_validator_in_use: ContextVar[SignatureValidator | None] = ContextVar(
+    "etrust_signature_validator", default=None
+)
+
+
+class _InheritingValidationContext(ValidationContext):
+    """A ValidationContext that, unless told otherwise, uses the running validation's validator.
+
+    certvalidator checks a delegated OCSP responder's certificate that carries ocsp-nocheck in
+    a ValidationContext of its own (``revinfo/validate_ocsp.py``), built without our
+    ``signature_validator``: that link would go to pyca/cryptography, which cannot do SM2 and
+    raises ``UnsupportedAlgorithm`` instead of ``InvalidSignature``. certvalidator offers no
+    hook there, so that module's name for the class is pointed here. Outside our validations
+    the variable is unset and certvalidator's default validator applies, as before.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("signature_validator") is None:
+            kwargs["signature_validator"] = _validator_in_use.get()
+        super().__init__(*args, **kwargs)
+
+
+_certvalidator_ocsp.ValidationContext = _InheritingValidationContext  # type: ignore[attr-defined]
+
 
 # --------------------------------------------------------------------------------------------
 # Parsing: each distinct certificate or CRL is parsed, checked and prepared once
@@ -387,13 +421,29 @@ def _parsed_certificate(data: bytes) -> x509.Certificate:
     most validations find their certificates here. Callers never see these objects (reports
     hand out copies), so nobody can alter a cached certificate.
     """
-    return _warm(load_certificate(data))
+    cert = load_certificate(data)
+    _whole_octets(cert["signature_value"], "certificate")
+    return _warm(cert)
 
 
 @functools.lru_cache(maxsize=32)
 def _parsed_crl(data: bytes) -> crl.CertificateList:
     """A CRL is reused for every validation until its nextUpdate: parse and index it once."""
-    return _warm_crl(load_crl(data))
+    value = load_crl(data)
+    _whole_octets(value["signature"], "CRL")
+    return _warm_crl(value)
+
+
+def _whole_octets(signature: Any, what: str) -> None:
+    """Refuse a signature BIT STRING with unused bits before certvalidator reads it.
+
+    certvalidator reads signatures with asn1crypto's ``.native``, which drops unused bits
+    silently: the same signed object would pass under two encodings (two fingerprints).
+    """
+    try:
+        signature_octets(signature)
+    except InvalidSignatureError as exc:
+        raise MalformedInputError(f"{what}: {exc.message}") from exc
 
 
 def _cert(value: CertificateInput, what: str) -> x509.Certificate:
@@ -413,6 +463,12 @@ def _ocsp(value: OcspInput) -> ocsp.OCSPResponse:
         _der_of(value, ocsp.OCSPResponse, "OCSP response"), "OCSP response", ("OCSP RESPONSE",)
     )
     response: ocsp.OCSPResponse = parse_der(ocsp.OCSPResponse, der, "OCSP response")
+    body = response["response_bytes"]
+    if body.native is not None and body["response_type"].native == "basic_ocsp_response":
+        basic = body["response"].parsed
+        _whole_octets(basic["signature"], "OCSP response")
+        for cert in basic["certs"] or ():
+            _whole_octets(cert["signature_value"], "OCSP response certificate")
     return response
 
 
@@ -552,14 +608,66 @@ async def _avalidate_once(
     key_usage: set[str] | None = None,
     extended_key_usage: set[str] | None = None,
 ) -> ValidationReport:
+    moment = _moment(at, revocation)
+    checks: list[Check] = []
+    token = _validator_in_use.set(SIGNATURE_VALIDATOR)
+    try:
+        return await _validate_path(
+            cert,
+            trust_roots=trust_roots,
+            intermediates=intermediates,
+            crls=crls,
+            ocsp_responses=ocsp_responses,
+            moment=moment,
+            fixed_moment=at is not None,
+            revocation=revocation,
+            key_usage=key_usage,
+            extended_key_usage=extended_key_usage,
+            checks=checks,
+        )
+    except Exception as exc:
+        log.exception("path validation failed unexpectedly")
+        return _internal_failure(exc, moment, checks)
+    finally:
+        _validator_in_use.reset(token)
+
+
+def _moment(at: datetime | None, revocation: RevocationMode) -> datetime:
+    """The validation time in UTC; raises for misuse of the API (a naive time, unknown mode)."""
     if revocation not in REVOCATION_MODES:
         raise MalformedInputError(
             f"unknown revocation mode {revocation!r}; use one of {', '.join(REVOCATION_MODES)}"
         )
     if at is not None and at.utcoffset() is None:
         raise MalformedInputError("the validation time must be timezone-aware")
-    moment = at.astimezone(UTC) if at is not None else datetime.now(UTC)
-    checks: list[Check] = []
+    return at.astimezone(UTC) if at is not None else datetime.now(UTC)
+
+
+def _internal_failure(exc: Exception, moment: datetime, checks: list[Check]) -> ValidationReport:
+    """The last resort for what nobody foresaw (a library bug, hostile input): undecided.
+
+    A verification must not turn a bad document into an exception; a bug must not turn into a
+    verdict either, so the report says INDETERMINATE and the traceback goes to the log.
+    """
+    detail = f"the validation stopped on an unexpected {type(exc).__name__}"
+    checks.append(Check(name="internal", result="indeterminate", detail=detail))
+    return _report("INTERNAL", detail, moment, checks=checks)
+
+
+async def _validate_path(
+    cert: CertificateInput,
+    *,
+    trust_roots: TrustStore | Iterable[CertificateInput],
+    intermediates: Iterable[CertificateInput],
+    crls: Iterable[CrlInput],
+    ocsp_responses: Iterable[OcspInput],
+    moment: datetime,
+    fixed_moment: bool,
+    revocation: RevocationMode,
+    key_usage: set[str] | None,
+    extended_key_usage: set[str] | None,
+    checks: list[Check],
+) -> ValidationReport:
     try:
         store = trust_roots if isinstance(trust_roots, TrustStore) else TrustStore(trust_roots)
         leaf = _cert(cert, "certificate")
@@ -582,7 +690,7 @@ async def _avalidate_once(
             extra,
             crls=crl_list,
             ocsps=ocsp_list,
-            moment=moment if at is not None else None,
+            moment=moment if fixed_moment else None,
             revocation=revocation,
         )
         validator = CertificateValidator(leaf, validation_context=context)
@@ -776,14 +884,14 @@ def _unsupported_link(certs: list[x509.Certificate]) -> str | None:
     for issuer, cert in itertools.pairwise(chain):
         try:
             SIGNATURE_VALIDATOR.validate_signature(
-                cert["signature_value"].native,
+                signature_octets(cert["signature_value"]),
                 cert["tbs_certificate"].dump(),
                 issuer.public_key,
                 cert["signature_algorithm"],
             )
         except AlgorithmNotSupported as exc:
             return str(exc)
-        except InvalidSignature:
+        except (InvalidSignature, InvalidSignatureError):
             return None
     return None
 
@@ -843,46 +951,66 @@ def validate_crl(
 
     The issuer's own certificate is then validated like any other (for ``crl_sign``), so a
     report for a CRL answers "can I rely on this list?" with the same reasons as for a chain.
+    Like :func:`validate_chain`, raises only for misuse of the API (an unknown revocation
+    mode, a naive ``at``); a bad CRL or trust root yields a report.
     """
-    moment = at or datetime.now(UTC)
-    store = trust_roots if isinstance(trust_roots, TrustStore) else TrustStore(trust_roots)
+    moment = _moment(at, revocation)
+    checks: list[Check] = []
     try:
-        parsed = crl_data if isinstance(crl_data, crl.CertificateList) else load_crl(crl_data)
+        return _validate_crl(
+            crl_data,
+            trust_roots=trust_roots,
+            intermediates=list(intermediates),
+            crls=crls,
+            moment=moment,
+            revocation=revocation,
+            checks=checks,
+        )
+    except Exception as exc:
+        log.exception("CRL validation failed unexpectedly")
+        return _internal_failure(exc, moment, checks)
+
+
+def _validate_crl(
+    crl_data: CrlInput,
+    *,
+    trust_roots: TrustStore | Iterable[CertificateInput],
+    intermediates: list[CertificateInput],
+    crls: Iterable[CrlInput],
+    moment: datetime,
+    revocation: RevocationMode,
+    checks: list[Check],
+) -> ValidationReport:
+    try:
+        parsed = _crl(crl_data)
+        tbs = parsed["tbs_cert_list"]
+        issuer_der = tbs["issuer"].dump()
+        this_update: datetime = tbs["this_update"].native
+        next_update: datetime | None = tbs["next_update"].native
+    except MalformedInputError as exc:
+        checks.append(Check(name="crl_parse", result="failed", detail=exc.message))
+        return _report("MALFORMED", exc.message, moment, checks=checks)
+    checks.append(Check(name="crl_parse", result="passed", detail="the CRL is well-formed"))
+    try:
+        store = trust_roots if isinstance(trust_roots, TrustStore) else TrustStore(trust_roots)
         candidates = [
             *store.roots,
             *store.intermediates,
-            *(_cert(c, "certificate") for c in intermediates),
+            *(_cert(c, "intermediate certificate") for c in intermediates),
         ]
-        tbs = parsed["tbs_cert_list"]
-        issuer_der = tbs["issuer"].dump()
-    except (EtrustError, ValueError) as exc:
-        return _report(
-            "MALFORMED",
-            str(exc),
-            moment,
-            checks=[Check(name="crl_parse", result="failed", detail=str(exc))],
-        )
-    checks: list[Check] = [
-        Check(name="crl_parse", result="passed", detail="the CRL is well-formed")
-    ]
+    except MalformedInputError as exc:
+        checks.append(Check(name="format", result="failed", detail=exc.message))
+        return _report("MALFORMED", exc.message, moment, checks=checks)
     issuers = [c for c in candidates if c.subject.dump() == issuer_der]
     if not issuers:
         detail = f"no certificate given for the CRL issuer {_subject_text(tbs['issuer'])}"
-        return _report(
-            "NO_PATH",
-            detail,
-            moment,
-            checks=[*checks, Check(name="crl_issuer", result="indeterminate", detail=detail)],
-        )
+        checks.append(Check(name="crl_issuer", result="indeterminate", detail=detail))
+        return _report("NO_PATH", detail, moment, checks=checks)
     issuer = next((c for c in issuers if _crl_signed_by(parsed, c)), None)
     if issuer is None:
         detail = "the CRL signature does not verify with its issuer's key"
-        return _report(
-            "SIGNATURE_INVALID",
-            detail,
-            moment,
-            checks=[*checks, Check(name="crl_signature", result="failed", detail=detail)],
-        )
+        checks.append(Check(name="crl_signature", result="failed", detail=detail))
+        return _report("SIGNATURE_INVALID", detail, moment, checks=checks)
     checks.append(
         Check(
             name="crl_signature",
@@ -890,27 +1018,20 @@ def validate_crl(
             detail=f"signed by {_subject_text(issuer.subject)}",
         )
     )
-    next_update = tbs["next_update"].native
+    if this_update > moment:
+        detail = f"the CRL's thisUpdate ({this_update.isoformat()}) has not come yet"
+        checks.append(Check(name="crl_fresh", result="failed", detail=detail))
+        return _report("NOT_YET_VALID", detail, moment, checks=checks)
     if next_update is not None and next_update < moment:
         detail = f"the CRL's nextUpdate ({next_update.isoformat()}) has passed"
-        return _report(
-            "EXPIRED",
-            detail,
-            moment,
-            checks=[*checks, Check(name="crl_fresh", result="failed", detail=detail)],
-        )
+        checks.append(Check(name="crl_fresh", result="failed", detail=detail))
+        return _report("EXPIRED", detail, moment, checks=checks)
     checks.append(Check(name="crl_fresh", result="passed", detail=f"current until {next_update}"))
     if any(issuer.dump() == root.dump() for root in store.roots):
-        return _report(
-            "OK",
-            "",
-            moment,
-            checks=[
-                *checks,
-                Check(name="crl_issuer", result="passed", detail="the issuer is a trust anchor"),
-            ],
-            certificates=[issuer],
+        checks.append(
+            Check(name="crl_issuer", result="passed", detail="the issuer is a trust anchor")
         )
+        return _report("OK", "", moment, checks=checks, certificates=[issuer])
     chain = validate_chain(
         issuer,
         trust_roots=store,
@@ -925,12 +1046,13 @@ def validate_crl(
 
 def _crl_signed_by(parsed: crl.CertificateList, issuer: x509.Certificate) -> bool:
     try:
-        verify(
+        verify_signed(
             issuer.public_key,
             parsed["signature_algorithm"],
-            parsed["signature"].native,
+            parsed["signature"],
             parsed["tbs_cert_list"].dump(),
         )
-    except EtrustError:
+    except (EtrustError, ValueError, TypeError, KeyError):
+        # Hostile input may upset asn1crypto rather than the registry: no valid signature.
         return False
     return True
