@@ -155,11 +155,13 @@ async def _timestamp(request: Request, services: Services, kind: str | None) -> 
         body = await read_capped(request, TSA_REQUEST_LIMIT)
     except InputTooLargeError as exc:
         return _tsa_reply(rejection("bad_request", exc.message).response)
-    if kind is None:
+    if kind is None:  # the imprint's hash picks the hierarchy: SM3 to SM2, others to RSA
         try:
-            kind = "sm2" if parse_request(body).hash_name == "sm3" else "rsa"
-        except TimestampRequestError:
-            kind = "rsa"  # the TSA answers badRequest; services.tsa says when none is set up
+            parsed = await run_in_threadpool(parse_request, body)
+        except TimestampRequestError as exc:
+            return _tsa_reply(rejection(exc.failure_info, exc.message).response)
+        tsa = services.tsa("sm2" if parsed.hash_name == "sm3" else "rsa")
+        return _tsa_reply((await run_in_threadpool(tsa.process_parsed, parsed)).response)
     return _tsa_reply(await run_in_threadpool(services.tsa(kind).respond, body))
 
 

@@ -687,6 +687,59 @@ def test_tampered_response_fails(
         assert proc.returncode != 0 and b"Response Verify Failure" in proc.stderr
 
 
+def _one_unused_bit(der: bytes, bit_string_contents: bytes) -> bytes:
+    """``der`` with that BIT STRING claiming one unused bit (same bytes, same length)."""
+    at = der.rindex(bit_string_contents)
+    assert der[at] == 0
+    return der[:at] + b"\x01" + der[at + 1 :]
+
+
+def test_signature_with_unused_bits_is_malformed_not_merely_wrong(
+    tmp_path: Path, hierarchy: Hierarchy, leaf_keys: dict[str, KeyHandle]
+) -> None:
+    """asn1crypto would read past the unused-bits octet; the response is refused as malformed."""
+    h = hierarchy
+    leaf = issue_leaf(h, leaf_keys[h.kind])
+    der = OcspResponder([h.issuing]).respond(build_request(h.issuing.certificate, [leaf]))
+    basic = asn1_ocsp.OCSPResponse.load(der).basic_ocsp_response
+    odd = _one_unused_bit(der, basic["signature"].contents)
+    assert parse_response(odd).statuses[0].status == "good"  # it reads...
+    with pytest.raises(OcspResponseError, match="unused bits") as err:
+        verify_response(odd, h.issuing.certificate)  # ...but is not relied on
+    assert err.value.code == "OCSP_RESPONSE_INVALID"
+    if h.kind == "rsa":  # OpenSSL refuses it too
+        root_pem = pem(tmp_path, "root", h.root.certificate)
+        issuer_pem = pem(tmp_path, "issuing", h.issuing.certificate)
+        bad = write(tmp_path / "odd.der", odd)
+        proc = openssl(
+            "ocsp", "-respin", bad, "-CAfile", root_pem, "-verify_other", issuer_pem, check=False
+        )
+        assert proc.returncode != 0 and b"Response Verify Failure" in proc.stderr
+
+
+def test_responder_certificate_signature_with_unused_bits_is_unauthorised(
+    hierarchy: Hierarchy,
+    leaf_keys: dict[str, KeyHandle],
+    delegates: dict[str, DelegatedResponder],
+) -> None:
+    h = hierarchy
+    real = delegates[h.kind]
+    odd_cert = x509.Certificate.load(
+        _one_unused_bit(real.certificate.dump(), real.certificate["signature_value"].contents)
+    )
+    with pytest.raises(ConfigurationError, match="signature is malformed"):
+        OcspResponder([DelegatedResponder(h.issuing, odd_cert, real.key)])
+    leaf = issue_leaf(h, leaf_keys[h.kind])
+    der = OcspResponder([real]).respond(build_request(h.issuing.certificate, [leaf]))
+    verify_response(der, h.issuing.certificate)
+    # The certificates sit outside tbsResponseData: the response signature still holds.
+    odd = der.replace(real.certificate.dump(), odd_cert.dump())
+    assert odd != der and len(odd) == len(der)
+    with pytest.raises(OcspResponderUnauthorizedError, match="signature is malformed") as err:
+        verify_response(odd, h.issuing.certificate)
+    assert err.value.code == "OCSP_RESPONDER_UNAUTHORIZED"
+
+
 def test_verify_refuses_wrong_issuer_nonce_and_time(
     hierarchy: Hierarchy, leaf_keys: dict[str, KeyHandle]
 ) -> None:

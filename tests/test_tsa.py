@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from asn1crypto import algos, cms, core, keys, parser, tsp, x509
@@ -21,11 +23,13 @@ from tests.conftest import SM2_ID_OPT, Hierarchy, openssl
 from trust import tsa as tsa_module
 from trust.algorithms import KeyType, SignatureAlgorithm
 from trust.ca import CertificateAuthority
-from trust.certificates import make_name, to_pem
+from trust.certificates import make_name, random_serial, to_pem
 from trust.clock import fixed_clock
+from trust.der import tlv
 from trust.errors import (
     ConfigurationError,
     EtrustError,
+    InputTooLargeError,
     InvalidSignatureError,
     MalformedInputError,
     TimestampCertificateError,
@@ -35,7 +39,7 @@ from trust.errors import (
     UnsupportedAlgorithmError,
 )
 from trust.keys import KeyHandle
-from trust.profiles import get_profile
+from trust.profiles import finish_profile, get_profile, profile_template
 from trust.sm2 import DEFAULT_ID
 from trust.tsa import (
     MAX_REQUEST,
@@ -826,28 +830,93 @@ def test_request_builder_and_parser(sm2_tsa: Setup) -> None:
 
 
 def test_gen_time_outside_the_tsa_certificate_validity_fails(any_tsa: Setup) -> None:
+    """The verifier's own check: tokens re-signed with a genTime outside the validity fail."""
     root = any_tsa.h.root.certificate
+    response = any_tsa.tsa.respond(build_request(DATA))
+    inside = _restamped(any_tsa, response, gen_time=any_tsa.cert.not_valid_after)
+    assert verify_token(inside, trusted=[root], data=DATA).gen_time == any_tsa.cert.not_valid_after
     for moment in (
-        any_tsa.cert.not_valid_after + timedelta(days=1),
+        any_tsa.cert.not_valid_after + timedelta(seconds=1),
         any_tsa.cert.not_valid_before - timedelta(days=1),
     ):
-        late = TimeStampAuthority(
-            any_tsa.cert,
-            any_tsa.key,
-            policy=POLICY,
-            chain=[any_tsa.h.issuing.certificate],
-            clock=fixed_clock(moment),
-        )
         with pytest.raises(TimestampCertificateError, match="not valid at"):
-            verify_token(late.respond(build_request(DATA)), trusted=[root], data=DATA)
+            verify_token(_restamped(any_tsa, response, gen_time=moment), trusted=[root], data=DATA)
+
+
+def _tsa_at(setup: Setup, moment: datetime) -> TimeStampAuthority:
+    return TimeStampAuthority(
+        setup.cert,
+        setup.key,
+        policy=POLICY,
+        chain=[setup.h.issuing.certificate],
+        clock=fixed_clock(moment),
+    )
+
+
+def test_the_tsa_refuses_to_sign_outside_its_certificate_validity(
+    any_tsa: Setup, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A token signed then would fail every verifier: the TSA says systemFailure instead."""
+    not_before, not_after = any_tsa.cert.not_valid_before, any_tsa.cert.not_valid_after
+    for moment, problem in (
+        (not_before - timedelta(seconds=1), "not yet valid"),
+        (not_after + timedelta(seconds=1), "has expired"),
+    ):
+        with caplog.at_level("ERROR", logger="trust.tsa"):
+            authority = _tsa_at(any_tsa, moment)  # starts (other services go on), but says so
+        assert any(problem in r.getMessage() for r in caplog.records), caplog.text
+        caplog.clear()
+        outcome = authority.process(build_request(DATA))
+        assert (outcome.status, outcome.failure_info) == ("rejection", "system_failure")
+        assert problem in (outcome.message or "")
+        assert _status(outcome.response) == ("rejection", {"system_failure"})
+        text = _reply_text(outcome.response, tmp_path)
+        assert _OPENSSL_FAILURE_TEXT["system_failure"] in text and problem in text, text
+        assert "TST info:\nNot included." in text
+    # The last second of each end is still inside: the TSA signs, and the token verifies.
+    for moment in (not_before, not_after):
+        response = _tsa_at(any_tsa, moment).respond(build_request(DATA))
+        info = verify_token(response, trusted=[any_tsa.h.root.certificate], data=DATA)
+        assert info.gen_time == moment
+
+
+def test_a_tsa_certificate_near_its_end_is_warned_about_at_start(
+    any_tsa: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    not_after = any_tsa.cert.not_valid_after
+
+    def logged() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.name == "trust.tsa"]
+
+    with caplog.at_level("WARNING", logger="trust.tsa"):
+        _tsa_at(any_tsa, not_after - tsa_module.EXPIRY_WARNING - timedelta(days=1))
+    assert not logged(), caplog.text
+    with caplog.at_level("WARNING", logger="trust.tsa"):
+        soon = _tsa_at(any_tsa, not_after - timedelta(days=29))
+    assert [r.levelname for r in logged()] == ["WARNING"]
+    assert "expires on" in logged()[0].getMessage()
+    assert soon.process(build_request(DATA)).granted  # a warning, not a refusal
 
 
 def test_path_length_of_the_issuing_ca_is_enforced(any_tsa: Setup, tmp_path: Path) -> None:
     """The issuing CA has pathLen 0; a TSA under a CA it certified anyway must not verify."""
     h = any_tsa.h
     sub_key = h.new_key(f"tsa-test-rogue-sub-ca-{h.kind}")
-    sub_cert = h.issuing.issue(
-        sub_key.public_key_info, make_name({"CN": "rogue sub-CA"}), "issuing-ca"
+    # Our CA refuses to do this, so the rogue certificate is signed by hand with its key.
+    sub_cert = (
+        finish_profile(
+            profile_template(
+                get_profile("issuing-ca"),
+                issuer_name=h.issuing.certificate.subject,
+                issuer_key=h.issuing.certificate.public_key,
+            ),
+            subject_key=sub_key.public_key_info,
+        )
+        .subject_name(make_name({"CN": "rogue sub-CA"}))
+        .serial_number(random_serial())
+        .not_valid_before(h.issuing.certificate.not_valid_before)
+        .not_valid_after(h.issuing.certificate.not_valid_after)
+        .sign(h.issuing.key)
     )
     sub = CertificateAuthority(
         f"rogue-{h.kind}", sub_cert, sub_key, h.repository, clock=h.issuing.clock
@@ -1055,3 +1124,177 @@ def test_tst_info_version_and_imprint_hash_are_checked(any_tsa: Setup) -> None:
     }
     with pytest.raises(UnsupportedAlgorithmError, match="sha1"):
         verify_token(_restamped(any_tsa, response, message_imprint=sha1), trusted=[root], data=DATA)
+
+
+# --- hostile sizes: the verifier's work stays linear and bounded -------------------------------
+
+
+class _CountingBytes(bytes):
+    """Bytes that add up how many octets their slices copy."""
+
+    copied = 0
+
+    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+        item = super().__getitem__(key)
+        if isinstance(key, slice):
+            self.copied += len(item)
+        return item
+
+
+def test_the_tlv_walk_copies_each_value_once() -> None:
+    """Walking N values side by side must copy about N values' bytes, not N times the rest.
+
+    Slicing the remaining buffer per value (what the walk once did) copies ~N/2 times the input
+    here; a 1 MiB token of ``05 00`` pairs then took ~11 s to refuse.
+    """
+    data = _CountingBytes(core.OctetString(b"\x5a" * 1000).dump() * 60)
+    items = tsa_module._tlvs(data, "test")
+    assert len(items) == 60
+    assert all(item.contents == b"\x5a" * 1000 for item in items)
+    assert data.copied <= 3 * len(data), data.copied  # encoding and contents of each, once
+
+
+def _hostile_tokens() -> dict[str, bytes]:
+    """1 MiB tokens of tiny values, the mass in the different places a verifier looks."""
+    signed_data = cms.ContentType("signed_data").dump()
+    tst_info = cms.ContentType("tst_info").dump()
+    mass = b"\x05\x00" * (tsa_module.MAX_TOKEN // 2 - 64)
+
+    def token(*signed: bytes) -> bytes:
+        return core.Sequence(
+            contents=signed_data + tlv(0xA0, core.Sequence(contents=b"".join(signed)).dump())
+        ).dump()
+
+    version = core.Integer(3).dump()
+    encap = core.Sequence(contents=tst_info + tlv(0xA0, core.OctetString(b"0").dump())).dump()
+    return {
+        "side by side": mass,
+        "in a reply": core.Sequence(contents=mass).dump(),
+        "in SignedData": token(mass),
+        "certificates": token(version, tlv(0x31), encap, tlv(0xA0, mass), tlv(0x31)),
+        "signer infos": token(version, tlv(0x31), encap, tlv(0x31, mass)),
+        "in the TSTInfo": token(
+            version,
+            tlv(0x31),
+            core.Sequence(
+                contents=tst_info
+                + tlv(0xA0, core.OctetString(core.Sequence(contents=mass).dump()).dump())
+            ).dump(),
+            tlv(0x31),
+        ),
+    }
+
+
+def test_a_hostile_megabyte_token_is_refused_before_parsing(any_tsa: Setup) -> None:
+    """Refused by counting (each value visited once), not after asn1crypto parsed them all."""
+    root = any_tsa.h.root.certificate
+    for name, hostile in _hostile_tokens().items():
+        assert len(hostile) <= tsa_module.MAX_TOKEN, name
+        with pytest.raises(InputTooLargeError, match="more than 10000 DER values"):
+            verify_token(hostile, trusted=[root], data=DATA)
+    deep = b"\x05\x00"
+    for _ in range(100):
+        deep = core.Sequence(contents=deep).dump()
+    with pytest.raises(MalformedInputError, match="nested more than"):
+        verify_token(deep, trusted=[root], data=DATA)
+
+
+def test_a_real_token_is_far_below_the_value_cap(any_tsa: Setup) -> None:
+    response = any_tsa.tsa.respond(build_request(DATA))
+    assert tsa_module._count_values(response, "reply") < tsa_module._MAX_TLVS // 20
+
+
+def test_digests_that_look_like_der_are_opaque_to_the_value_count(any_tsa: Setup) -> None:
+    """The count looks inside OCTET STRINGs that start like a SEQUENCE (the TSTInfo, extension
+    values); an imprint or hash that merely starts with 0x30 is bytes, not broken DER."""
+    root = any_tsa.h.root.certificate
+    for digest in (
+        b"\x30\xff" + b"\x01" * 30,  # a length that cannot be
+        b"\x30\x1e" + b"\x05\x00" * 15,  # DER indeed: counted, and harmless
+        b"\x30\x80" + b"\x02" * 30,  # indefinite length on ... nothing that ends
+        b"\x30\x05\x30\x03\x30\x01" + b"\x30" * 26,  # nested, then truncated
+    ):
+        response = any_tsa.tsa.respond(build_request(digest=digest, nonce=False))
+        info = verify_token(response, trusted=[root], digest=digest, hash_name="sha256")
+        assert info.hashed_message == digest
+
+
+def test_a_request_of_many_tiny_values_is_a_bad_request(any_tsa: Setup) -> None:
+    """64 KiB of values asn1crypto would parse one by one (~0.1 s): refused by counting."""
+    good = parser.parse(build_request(DATA), strict=True)[4]
+    for extra in (
+        tlv(0xA0, core.Sequence(contents=b"").dump() * 30_000),  # as extensions
+        tlv(0xA0, b"\x05\x00" * 30_000),
+    ):
+        request = core.Sequence(contents=good + extra).dump()
+        assert len(request) <= MAX_REQUEST
+        outcome = any_tsa.tsa.process(request)
+        assert outcome.failure_info == "bad_request", outcome.message
+        assert "more than 256 DER values" in (outcome.message or "")
+
+
+# --- a request read once ----------------------------------------------------------------------
+
+
+def _tst_info(response: bytes) -> bytes:
+    token = TimeStampResp.load(response)["time_stamp_token"]
+    return bytes(token["content"]["encap_content_info"]["content"].contents)
+
+
+def test_process_parsed_answers_as_process_without_reading_again(
+    any_tsa: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    serials = iter((41, 41))
+    authority = TimeStampAuthority(
+        any_tsa.cert,
+        any_tsa.key,
+        policy=POLICY,
+        chain=[any_tsa.h.issuing.certificate],
+        clock=fixed_clock(any_tsa.moment),
+        serial_source=lambda: next(serials),
+    )
+    request_der = build_request(DATA, nonce=7)
+    request = parse_request(request_der)
+    whole = authority.process(request_der)
+
+    def no_second_read(der: bytes) -> tsa_module.TimestampRequest:
+        raise AssertionError("the request was read again")
+
+    monkeypatch.setattr(tsa_module, "parse_request", no_second_read)
+    parsed = authority.process_parsed(request)
+    assert parsed.granted and whole.granted
+    info = verify_token(parsed.response, trusted=[any_tsa.h.root.certificate], data=DATA)
+    assert (info.serial, info.nonce) == (41, 7)
+    assert parsed.gen_time == whole.gen_time and parsed.hash_algorithm == whole.hash_algorithm
+    assert _tst_info(parsed.response) == _tst_info(whole.response)
+    # The checks after reading still apply to a parsed request.
+    other = authority.process_parsed(dataclasses.replace(request, policy="1.2.3.4.5"))
+    assert other.failure_info == "unaccepted_policy"
+
+
+# --- certificate signatures go through the shared reader -------------------------------------
+
+
+def _with_unused_bits(cert: x509.Certificate) -> x509.Certificate:
+    """The same certificate with its signature BIT STRING claiming one unused bit."""
+    tbs, algorithm, signature = (
+        cert["tbs_certificate"].dump(),
+        cert["signature_algorithm"].dump(),
+        cert["signature_value"].contents,
+    )
+    assert signature[:1] == b"\x00"
+    return x509.Certificate.load(
+        core.Sequence(contents=tbs + algorithm + tlv(0x03, b"\x01" + signature[1:])).dump()
+    )
+
+
+def test_a_tsa_certificate_signature_with_unused_bits_is_no_chain(any_tsa: Setup) -> None:
+    odd = _with_unused_bits(any_tsa.cert)
+    authority = TimeStampAuthority(
+        odd, any_tsa.key, policy=POLICY, chain=[any_tsa.h.issuing.certificate]
+    )
+    response = authority.respond(build_request(DATA))
+    with pytest.raises(TimestampCertificateError, match="no trusted issuer"):
+        verify_token(response, trusted=[any_tsa.h.root.certificate], data=DATA)
+    # Pinned, it is its own anchor: only the issuer link was refused.
+    verify_token(response, trusted=[odd], data=DATA)

@@ -25,7 +25,7 @@ from asn1crypto import crl as asn1_crl
 from asn1crypto import ocsp as asn1_ocsp
 
 from trust import asn1_gm
-from trust.algorithms import SignatureAlgorithm, verify
+from trust.algorithms import SignatureAlgorithm, signature_octets, verify
 from trust.ca import CertificateAuthority
 from trust.certificates import MAX_DER, key_identifier, make_name, parse_der, verify_issued_by
 from trust.clock import Clock, system_clock
@@ -33,6 +33,7 @@ from trust.der import children, generalized_time, read_tlv, tlv
 from trust.errors import (
     ConfigurationError,
     EtrustError,
+    InvalidSignatureError,
     MalformedInputError,
     OcspRequestError,
     OcspResponderUnauthorizedError,
@@ -585,8 +586,12 @@ def _check_authorised(ca_cert: x509.Certificate, cert: x509.Certificate) -> None
     key_usage = cert.key_usage_value
     if key_usage is not None and "digital_signature" not in key_usage.native:
         raise OcspResponderUnauthorizedError("the responder certificate may not sign")
-    if cert["signature_value"].contents[:1] != b"\x00":
-        raise OcspResponderUnauthorizedError("the responder certificate's signature is malformed")
+    try:
+        signature_octets(cert["signature_value"])
+    except InvalidSignatureError as exc:  # a responder certificate that is not even well formed
+        raise OcspResponderUnauthorizedError(
+            f"the responder certificate's signature is malformed ({exc.message})"
+        ) from exc
     verify_issued_by(cert, ca_cert.public_key)
 
 
@@ -776,9 +781,11 @@ def _verify_response(
         validity = delegate_cert["tbs_certificate"]["validity"]
         if not validity["not_before"].native - skew <= when <= validity["not_after"].native + skew:
             raise OcspResponderUnauthorizedError("the responder certificate is not valid then")
-    if basic["signature"].contents[:1] != b"\x00":  # asn1crypto would drop the unused bits
-        raise OcspResponseError("the signature BIT STRING has unused bits")
-    verify(signer.public_key, basic["signature_algorithm"], basic["signature"].native, data.dump())
+    try:
+        signature = signature_octets(basic["signature"])
+    except InvalidSignatureError as exc:  # malformed, rather than a signature that fails
+        raise OcspResponseError(exc.message) from exc
+    verify(signer.public_key, basic["signature_algorithm"], signature, data.dump())
 
     hashes: dict[str, tuple[bytes, bytes]] = {}
     statuses = []

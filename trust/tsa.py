@@ -40,7 +40,7 @@ from trust.algorithms import (
     from_identifier,
     key_type_of,
 )
-from trust.certificates import random_serial, verify_issued_by
+from trust.certificates import parse_der, random_serial, verify_issued_by
 from trust.clock import Clock, system_clock
 from trust.der import set_of, tlv
 from trust.errors import (
@@ -68,6 +68,9 @@ MAX_REQUEST = 64 * 1024
 MAX_TOKEN = 1 << 20
 """Largest token or reply :func:`verify_token` reads."""
 
+EXPIRY_WARNING = timedelta(days=30)
+"""A TSA whose certificate expires sooner than this logs a warning when it is set up."""
+
 IMPRINT_HASHES: dict[str, int] = {"sha256": 32, "sha384": 48, "sha512": 64, "sm3": 32}
 """Message-imprint hashes we stamp and accept, with their digest lengths."""
 
@@ -78,6 +81,7 @@ _RSA_ENCRYPTION_OID = "1.2.840.113549.1.1.1"
 _EC_PUBLIC_KEY_OID = "1.2.840.10045.2.1"
 _MAX_CHAIN = 8
 _OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
+_MAX_REQUEST_VALUES = 256  # a TimeStampReq holds about a dozen DER values
 
 
 class TimeStampResp(tsp.TimeStampResp):
@@ -239,6 +243,10 @@ class TimeStampAuthority:
     ``policy`` is stamped when the request names none; a requested policy is honoured only if it
     is ``policy`` or in ``accepted_policies``. Everything constant across replies (the ESS
     certificate ID, the certificate set, the signer ID) is built once here, not per request.
+
+    A certificate that is not valid at the clock's time does not stop the service from starting
+    (it is logged); each request is then refused with ``systemFailure``, since a token it signed
+    would fail every verifier.
     """
 
     def __init__(
@@ -263,6 +271,8 @@ class TimeStampAuthority:
             raise ConfigurationError(f"not a TSA certificate: {exc.message}") from exc
         self.certificate = certificate
         self.key = key
+        self._not_before: datetime = certificate.not_valid_before
+        self._not_after: datetime = certificate.not_valid_after
         self.policy = _check_oid(policy, "TSA policy")
         self.accepted_policies = frozenset(
             {self.policy, *(_check_oid(p, "accepted policy") for p in accepted_policies)}
@@ -308,6 +318,32 @@ class TimeStampAuthority:
         ).dump()
         self._digest_algorithm_der = algos.DigestAlgorithm({"algorithm": self._hash}).dump()
         self._signature_algorithm_der = self.algorithm.algorithm_identifier().dump()
+        self._log_validity()
+
+    def _log_validity(self) -> None:
+        """Say at start-up, not at the first refused request, that the certificate is unusable."""
+        try:
+            now = self.clock()
+        except Exception:  # process() answers timeNotAvailable while the clock fails
+            log.warning("TSA clock failed at start-up; certificate validity not checked")
+            return
+        if now.tzinfo is None:  # refused request by request, see process_parsed()
+            return
+        problem = self._validity_problem(now)
+        subject = self.certificate.subject.human_friendly
+        if problem is not None:
+            log.error("TSA %s: %s; every request will be refused", subject, problem)
+        elif self._not_after - now < EXPIRY_WARNING:
+            log.warning(
+                "TSA %s: the certificate expires on %s", subject, self._not_after.isoformat()
+            )
+
+    def _validity_problem(self, moment: datetime) -> str | None:
+        if moment < self._not_before:
+            return "the TSA certificate is not yet valid"
+        if moment > self._not_after:
+            return "the TSA certificate has expired"
+        return None
 
     def respond(self, request_der: bytes) -> bytes:
         """The TimeStampResp for an ``application/timestamp-query`` body; never raises."""
@@ -317,13 +353,19 @@ class TimeStampAuthority:
         """Like :meth:`respond`, but also says what happened and why, for logging."""
         try:
             request = parse_request(request_der)
-            policy = request.policy or self.policy
-            if policy not in self.accepted_policies:
-                raise TimestampRequestError(
-                    f"policy {policy} is not offered", failure_info="unaccepted_policy"
-                )
         except TimestampRequestError as exc:
             return rejection(exc.failure_info, exc.message)
+        return self.process_parsed(request)
+
+    def process_parsed(self, request: TimestampRequest) -> TimestampOutcome:
+        """:meth:`process` for a request already read with :func:`parse_request`.
+
+        For a caller that reads the request first (to pick the SM2 or RSA TSA by its imprint
+        hash) and should not pay for reading it twice. Never raises.
+        """
+        policy = request.policy or self.policy
+        if policy not in self.accepted_policies:
+            return rejection("unaccepted_policy", f"policy {policy} is not offered")
         try:
             now = self.clock()
             if now.tzinfo is None:
@@ -331,8 +373,12 @@ class TimeStampAuthority:
         except Exception as exc:
             log.exception("TSA clock failed")
             return rejection("time_not_available", "time source unavailable", detail=str(exc))
+        gen_time = _gen_time(now, self.accuracy)
+        problem = self._validity_problem(gen_time)
+        if problem is not None:
+            log.error("TSA %s: %s", self.certificate.subject.human_friendly, problem)
+            return rejection("system_failure", problem, detail=f"at {gen_time.isoformat()}")
         try:
-            gen_time = _gen_time(now, self.accuracy)
             serial = self.serial_source()
             if serial <= 0 or serial.bit_length() > 159:
                 raise ConfigurationError("TSA serial numbers are positive and at most 20 octets")
@@ -422,6 +468,12 @@ def parse_request(der: bytes) -> TimestampRequest:
         parser.parse(der, strict=True)
     except ValueError as exc:
         raise TimestampRequestError(f"request is not DER: {exc}") from exc
+    try:
+        _count_values(der, "request", _MAX_REQUEST_VALUES)
+    except InputTooLargeError as exc:  # asn1crypto would spend ~0.1 s on 64 KiB of them
+        raise TimestampRequestError(exc.message) from exc
+    except MalformedInputError as exc:
+        raise TimestampRequestError(exc.message, failure_info="bad_data_format") from exc
     try:
         req = _ReadTimeStampReq.load(der, strict=True)
         req.native  # noqa: B018  (asn1crypto is lazy: parse everything now)
@@ -513,48 +565,147 @@ class _Tlv(NamedTuple):
     encoded: bytes
 
 
-def _tlvs(data: bytes, what: str) -> list[_Tlv]:
-    """The TLVs laid end to end in ``data``, each with its exact bytes.
+_MAX_SIBLINGS = 64
+"""Most values :func:`_tlvs` reads side by side: a token has 2 to 6 at each level and a few
+certificates. The cap also bounds the certificates the chain walk tries as issuers."""
+
+
+def _tlv_at(data: bytes, end: int, pointer: int) -> tuple[_Tlv, int]:
+    """The TLV at ``pointer`` and the offset after it; slices only that TLV's own bytes.
+
+    ``parser._parse`` is asn1crypto's offset-taking reader (private, but unchanged through the
+    1.x series): ``parser.parse`` takes a whole buffer, so walking with it copies the rest of
+    the buffer once per value, which is quadratic.
+    """
+    (cls, method, tag, _, contents, _), after = parser._parse(data, end, pointer)
+    return _Tlv(cls, method == 1, tag, contents, data[pointer:after]), after
+
+
+def _tlvs(data: bytes, what: str, *, limit: int = _MAX_SIBLINGS) -> list[_Tlv]:
+    """The TLVs laid end to end in ``data``, each with its exact bytes; at most ``limit``.
 
     The parts that are hashed or signed (TSTInfo, signed attributes) are taken from the wire
     this way: asn1crypto may re-encode a parsed value it considers changed, and a check over
     re-encoded bytes would not be a check of what the TSA signed.
     """
     out: list[_Tlv] = []
-    offset = 0
+    offset, end = 0, len(data)
     try:
-        while offset < len(data):
-            rest = data[offset:]
-            cls, method, tag, header, contents, trailer = parser.parse(rest)
-            size = len(header) + len(contents) + len(trailer)
-            out.append(_Tlv(cls, method == 1, tag, contents, rest[:size]))
-            offset += size
+        while offset < end:
+            if len(out) == limit:
+                raise MalformedInputError(f"{what}: more than {limit} values side by side")
+            item, offset = _tlv_at(data, end, offset)
+            out.append(item)
     except ValueError as exc:
         raise MalformedInputError(f"{what}: malformed DER ({exc})") from exc
     return out
 
 
 def _one(data: bytes, what: str) -> _Tlv:
-    items = _tlvs(data, what)
-    if len(items) != 1:
-        raise MalformedInputError(f"{what}: expected one DER value, found {len(items)}")
-    return items[0]
-
-
-def _load(spec: type[core.Asn1Value], der: bytes, what: str, *, lazy: bool = False) -> Any:
-    """Parse ``der``; unless ``lazy``, completely and now, so hostile input fails here.
-
-    ``lazy`` is for structures with defaulted fields (the ESS certificate ID): asn1crypto marks
-    them changed once parsed and re-encodes them on every ``.native``; their late parse errors
-    are caught in :func:`verify_token`.
-    """
+    """The single TLV that fills ``data`` (read without walking what may follow it)."""
     try:
-        value = spec.load(der, strict=True)
-        if not lazy:
-            value.native  # noqa: B018  (asn1crypto is lazy)
-    except Exception as exc:  # asn1crypto raises many types on hostile input
+        item, after = _tlv_at(data, len(data), 0)
+    except ValueError as exc:
         raise MalformedInputError(f"{what}: malformed DER ({exc})") from exc
-    return value
+    if after != len(data):
+        raise MalformedInputError(f"{what}: {len(data) - after} bytes after the DER value")
+    return item
+
+
+_MAX_TLVS = 10_000
+"""Most values a token may hold in all, counted before asn1crypto parses any of it: ours hold
+about 260 with two certificates. asn1crypto spends microseconds per value, so without a cap a
+hostile 1 MiB token of tiny values costs seconds of parsing; with it, at most ~0.2 s."""
+
+_MAX_DEPTH = 48
+"""Deepest nesting :func:`_count_values` follows; a token with certificates nests about 12 deep."""
+
+
+def _header(data: bytes, pointer: int, end: int) -> tuple[int, int, int]:
+    """Identifier octet, contents start and contents end (-1: indefinite) of the TLV at ``pointer``.
+
+    BER as asn1crypto reads it (indefinite lengths included), so the count covers every token
+    the structured readers accept; reading by offset, it copies nothing.
+    """
+    if end - pointer < 2:
+        raise ValueError("truncated header")
+    first = data[pointer]
+    pointer += 1
+    if first & 0x1F == 0x1F:  # high tag number: base-128 octets
+        for _ in range(4):
+            if pointer == end:
+                raise ValueError("truncated tag")
+            pointer += 1
+            if not data[pointer - 1] & 0x80:
+                break
+        else:
+            raise ValueError("tag number too long")
+    if pointer == end:
+        raise ValueError("truncated length")
+    size = data[pointer]
+    pointer += 1
+    if size == 0x80:
+        if not first & 0x20:
+            raise ValueError("indefinite length on a primitive value")
+        return first, pointer, -1
+    if size & 0x80:
+        count = size & 0x7F
+        if count > 4 or end - pointer < count:
+            raise ValueError("truncated or oversized length")
+        size = int.from_bytes(data[pointer : pointer + count], "big")
+        pointer += count
+    if end - pointer < size:
+        raise ValueError("length beyond the enclosing value")
+    return first, pointer, pointer + size
+
+
+def _count_values(data: bytes, what: str, limit: int = _MAX_TLVS) -> int:
+    """The number of TLVs in ``data``, nested ones included; more than ``limit`` is refused.
+
+    DER wrapped in an OCTET STRING (the TSTInfo, extension values) is counted too, since
+    asn1crypto parses it; an OCTET STRING that merely starts like a SEQUENCE but is not DER
+    (a digest) is taken as the opaque bytes it is. Each value is visited once, by offset, and
+    the walk stops at the cap, so its own cost is bounded whatever the input.
+    """
+    count = 0
+    # Frames: [next offset, bound, indefinite, opaque root]; an indefinite frame ends at its
+    # end-of-contents octets and then moves its parent's offset past them.
+    stack = [[0, len(data), 0, 0]]
+    while stack:
+        frame = stack[-1]
+        pointer, bound, indefinite, _ = frame
+        try:
+            if pointer == bound:
+                if indefinite:
+                    raise ValueError("no end-of-contents octets")
+                stack.pop()
+                continue
+            first, start, stop = _header(data, pointer, bound)
+            count += 1
+            if count > limit:
+                raise InputTooLargeError(f"{what}: more than {limit} DER values")
+            if first == 0 and stop == start:  # end-of-contents
+                if not indefinite:
+                    raise ValueError("end-of-contents octets in a definite-length value")
+                stack.pop()
+                stack[-1][0] = start
+            elif stop < 0:
+                stack.append([start, bound, 1, 0])
+            else:
+                frame[0] = stop
+                if first & 0x20:
+                    stack.append([start, stop, 0, 0])
+                elif first == 0x04 and stop > start and data[start] == 0x30:
+                    stack.append([start, stop, 0, 1])
+            if len(stack) > _MAX_DEPTH:
+                raise ValueError(f"nested more than {_MAX_DEPTH} deep")
+        except ValueError as exc:
+            # Inside an OCTET STRING: opaque bytes after all. Elsewhere: not DER.
+            while stack and not stack.pop()[3]:
+                pass
+            if not stack:
+                raise MalformedInputError(f"{what}: malformed DER ({exc})") from exc
+    return count
 
 
 def _token_bytes(der: bytes) -> bytes:
@@ -563,13 +714,15 @@ def _token_bytes(der: bytes) -> bytes:
         raise MalformedInputError("time-stamp token: expected bytes")
     if len(der) > MAX_TOKEN:
         raise InputTooLargeError(f"time-stamp token larger than {MAX_TOKEN} bytes")
-    outer = _one(bytes(der), "time-stamp token")
+    der = bytes(der)
+    _count_values(der, "time-stamp token")
+    outer = _one(der, "time-stamp token")
     parts = _tlvs(outer.contents, "time-stamp token")
     if parts and (parts[0].cls, parts[0].tag) == (0, 6):  # OBJECT IDENTIFIER: a bare token
         return outer.encoded
     if not parts or len(parts) > 2:
         raise MalformedInputError("neither a time-stamp token nor a reply")
-    status = _load(tsp.PKIStatusInfo, parts[0].encoded, "time-stamp reply status")
+    status = parse_der(tsp.PKIStatusInfo, parts[0].encoded, "time-stamp reply status")
     if status["status"].native not in ("granted", "granted_with_mods"):
         failures = ", ".join(sorted(status["fail_info"].native or ())) or "none given"
         text = "; ".join(status["status_string"].native or ())
@@ -596,14 +749,10 @@ def _token_parts(token_der: bytes) -> _TokenParts:
     if (
         len(info) != 2
         or (info[0].cls, info[0].tag) != (0, 6)
-        or (info[1].cls, info[1].tag)
-        != (
-            2,
-            0,
-        )
+        or (info[1].cls, info[1].tag) != (2, 0)
     ):
         raise MalformedInputError(f"{what}: not a ContentInfo")
-    content_type = _load(core.ObjectIdentifier, info[0].encoded, what).dotted
+    content_type = parse_der(core.ObjectIdentifier, info[0].encoded, what).dotted
     if content_type not in (cms.ContentType.unmap("signed_data"), GM_SIGNED_DATA_OID):
         raise TimestampTokenError(f"a time-stamp token is SignedData, not {content_type}")
     signed = _tlvs(_one(info[1].contents, what).contents, what)
@@ -614,7 +763,7 @@ def _token_parts(token_der: bytes) -> _TokenParts:
     encap_parts = _tlvs(encap.contents, what)
     if len(encap_parts) != 2 or (encap_parts[1].cls, encap_parts[1].tag) != (2, 0):
         raise TimestampTokenError("the token encapsulates no content")
-    econtent_type = _load(core.ObjectIdentifier, encap_parts[0].encoded, what).dotted
+    econtent_type = parse_der(core.ObjectIdentifier, encap_parts[0].encoded, what).dotted
     if econtent_type != cms.ContentType.unmap("tst_info"):
         raise TimestampTokenError(f"the token encapsulates {econtent_type}, not id-ct-TSTInfo")
     econtent = _one(encap_parts[1].contents, what)
@@ -641,7 +790,7 @@ def _token_parts(token_der: bytes) -> _TokenParts:
     return _TokenParts(
         tst_info=tst_info,
         signed_attrs=set_of(attrs[0].contents),
-        signer_info=_load(cms.SignerInfo, infos[0].encoded, "SignerInfo", lazy=True),
+        signer_info=parse_der(cms.SignerInfo, infos[0].encoded, "SignerInfo"),
         certificates=certificates,
     )
 
@@ -820,16 +969,14 @@ def _verify(
     digest: bytes | None,
     hash_name: str | None,
 ) -> TimestampInfo:
-    tst: tsp.TSTInfo = _load(tsp.TSTInfo, parts.tst_info, "TSTInfo")
+    tst: tsp.TSTInfo = parse_der(tsp.TSTInfo, parts.tst_info, "TSTInfo")
     if tst["version"].native != "v1":
         raise TimestampTokenError(f"unsupported TSTInfo version {tst['version'].native}")
     signer_info = parts.signer_info
     token_certs = [x509.Certificate.load(der) for der in parts.certificates]
     signer = _find_signer(signer_info["sid"], [*token_certs, *extra, *trusted])
 
-    attrs: cms.CMSAttributes = _load(
-        cms.CMSAttributes, parts.signed_attrs, "signed attributes", lazy=True
-    )
+    attrs: cms.CMSAttributes = parse_der(cms.CMSAttributes, parts.signed_attrs, "signed attributes")
     content_type = _single_attribute(attrs, "content_type")
     if content_type.native != "tst_info":
         raise TimestampTokenError("the content-type attribute is not id-ct-TSTInfo")
