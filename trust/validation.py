@@ -576,60 +576,39 @@ async def avalidate_chain(
     the path: certvalidator stops at the first certificate it cannot decide, so when it reports
     REVOCATION_UNKNOWN the path is checked again with what there is, and REVOKED wins.
     """
+    moment = _moment(at, revocation)
     crl_list, ocsp_list = list(crls), list(ocsp_responses)
-    once = functools.partial(
-        _avalidate_once,
-        cert,
-        trust_roots=trust_roots,
-        intermediates=list(intermediates),
-        crls=crl_list,
-        ocsp_responses=ocsp_list,
-        at=at,
-        key_usage=key_usage,
-        extended_key_usage=extended_key_usage,
-    )
-    report = await once(revocation=revocation)
+
+    async def once(mode: RevocationMode) -> ValidationReport:
+        checks: list[Check] = []
+        token = _validator_in_use.set(SIGNATURE_VALIDATOR)
+        try:
+            return await _validate_path(
+                cert,
+                trust_roots=trust_roots,
+                intermediates=intermediate_list,
+                crls=crl_list,
+                ocsp_responses=ocsp_list,
+                moment=moment,
+                fixed_moment=at is not None,
+                revocation=mode,
+                key_usage=key_usage,
+                extended_key_usage=extended_key_usage,
+                checks=checks,
+            )
+        except Exception as exc:
+            log.exception("path validation failed unexpectedly")
+            return _internal_failure(exc, moment, checks)
+        finally:
+            _validator_in_use.reset(token)
+
+    intermediate_list = list(intermediates)
+    report = await once(revocation)
     if report.reason == "REVOCATION_UNKNOWN" and (crl_list or ocsp_list):
-        again = await once(revocation="soft-fail")
+        again = await once("soft-fail")
         if again.reason == "REVOKED":
             return again
     return report
-
-
-async def _avalidate_once(
-    cert: CertificateInput,
-    *,
-    trust_roots: TrustStore | Iterable[CertificateInput],
-    intermediates: Iterable[CertificateInput] = (),
-    crls: Iterable[CrlInput] = (),
-    ocsp_responses: Iterable[OcspInput] = (),
-    at: datetime | None = None,
-    revocation: RevocationMode = "require",
-    key_usage: set[str] | None = None,
-    extended_key_usage: set[str] | None = None,
-) -> ValidationReport:
-    moment = _moment(at, revocation)
-    checks: list[Check] = []
-    token = _validator_in_use.set(SIGNATURE_VALIDATOR)
-    try:
-        return await _validate_path(
-            cert,
-            trust_roots=trust_roots,
-            intermediates=intermediates,
-            crls=crls,
-            ocsp_responses=ocsp_responses,
-            moment=moment,
-            fixed_moment=at is not None,
-            revocation=revocation,
-            key_usage=key_usage,
-            extended_key_usage=extended_key_usage,
-            checks=checks,
-        )
-    except Exception as exc:
-        log.exception("path validation failed unexpectedly")
-        return _internal_failure(exc, moment, checks)
-    finally:
-        _validator_in_use.reset(token)
 
 
 def _moment(at: datetime | None, revocation: RevocationMode) -> datetime:
