@@ -1,11 +1,20 @@
 #!/bin/sh
-# Installs the Debian packages the tests (and, given as arguments, the benchmarks) need,
-# or says what is missing when not root.
-# openssl: the CLI is the independent judge of our certificates and signatures.
+# Installs the Debian packages the tests (and, given as extra arguments, the benchmarks) need,
+# or says what is missing when not root. Each need is "package:command-or-file".
+#   openssl      the CLI, the independent judge of our certificates and signatures
+#   softhsm2     a real PKCS#11 token for the hardware-key tests
+#   gcc, libssl-dev  to build the SKF and SDF simulator libraries the device tests load
 set -eu
+needs="openssl:openssl softhsm2:softhsm2-util gcc:gcc libssl-dev:/usr/include/openssl/evp.h"
+for extra in "$@"; do needs="$needs $extra:$extra"; done
 missing=""
-for cmd in openssl "$@"; do
-    command -v "$cmd" >/dev/null 2>&1 || missing="$missing $cmd"
+for need in $needs; do
+    package=${need%%:*}
+    probe=${need#*:}
+    case "$probe" in
+        /*) [ -e "$probe" ] || missing="$missing $package" ;;
+        *) command -v "$probe" >/dev/null 2>&1 || missing="$missing $package" ;;
+    esac
 done
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then

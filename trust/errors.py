@@ -224,3 +224,44 @@ class OcspResponderUnauthorizedError(OcspResponseError):
 
     code = "OCSP_RESPONDER_UNAUTHORIZED"
     message_zh = "OCSP 响应签发者未获授权"
+
+
+class DeviceError(KeyError_):
+    """A signing device (PKCS#11 token, SKF USB key, SDF card) failed or refused."""
+
+    code = "DEVICE_ERROR"
+    http_status = 503
+    message_zh = "密码设备操作失败"
+
+
+class DeviceUnavailableError(DeviceError):
+    """The device or its library is not there (removed, not plugged in, module missing)."""
+
+    code = "DEVICE_UNAVAILABLE"
+    message_zh = "密码设备不可用"
+
+
+class PinIncorrectError(DeviceError):
+    """Wrong PIN; ``attempts_left`` is what the device reports, when it reports it."""
+
+    code = "PIN_INCORRECT"
+    http_status = 401
+    message_zh = "口令错误"
+
+    def __init__(self, message: str, *, attempts_left: int | None = None) -> None:
+        super().__init__(message)
+        self.attempts_left = attempts_left
+
+
+class PinLockedError(DeviceError):
+    code = "PIN_LOCKED"
+    http_status = 423
+    message_zh = "口令已锁定"
+
+
+class MechanismUnsupportedError(DeviceError, UnsupportedAlgorithmError):
+    """The device cannot do this algorithm (e.g. SM2 on a token without a vendor mechanism)."""
+
+    code = "MECHANISM_UNSUPPORTED"
+    http_status = 400
+    message_zh = "密码设备不支持该算法"

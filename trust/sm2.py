@@ -17,7 +17,10 @@ from typing import Any
 
 from asn1crypto import keys
 
-from trust import asn1_gm  # noqa: F401  (registers the SM2 curve with asn1crypto)
+from trust import (
+    asn1_gm,  # noqa: F401  (registers the SM2 curve with asn1crypto)
+    der,
+)
 from trust.errors import CryptoUnavailableError, InvalidSignatureError, MalformedInputError
 
 DEFAULT_ID = b"1234567812345678"
@@ -49,6 +52,18 @@ def z_value(
     for value in (curve["a"], curve["b"], curve["gx"], curve["gy"], x, y):
         h.update(value.to_bytes(32, "big"))
     return h.digest()  # no DER key is anywhere near this large
+
+
+def der_signature(r: int, s: int) -> bytes:
+    """DER ``SEQUENCE {r, s}`` from the raw integers devices return (SKF/SDF blobs, r||s)."""
+    if not (0 < r < 1 << 256 and 0 < s < 1 << 256):
+        raise MalformedInputError("SM2 signature values out of range")
+    return der.sequence(der.integer(r), der.integer(s))
+
+
+def raw_signature(r_bytes: bytes, s_bytes: bytes) -> bytes:
+    """DER from big-endian r and s of any width (left-padded device fields, 32 or 64 bytes)."""
+    return der_signature(int.from_bytes(r_bytes, "big"), int.from_bytes(s_bytes, "big"))
 
 
 class _Lib:
