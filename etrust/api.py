@@ -5,16 +5,19 @@ Clients authenticate with a bearer token (``etrust client create``); tokens are 
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
 from pydantic import BaseModel, Field
 
+from etrust.audit import AuditEvent
 from etrust.pki_routes import ServicesDep
 from etrust.store import ApiClient
 from trust.certificates import load_certificate, parse_serial, to_pem
-from trust.errors import AuthError, ForbiddenError, MalformedInputError
+from trust.errors import AuthError, EtrustError, ForbiddenError, MalformedInputError
 from trust.profiles import get_profile
 from trust.repository import REVOCATION_REASONS, IssuedCertificate
 
@@ -114,8 +117,17 @@ def issue(body: IssueRequest, client: ClientDep, services: ServicesDep) -> Certi
     ca = services.pki.ca(body.ca)
     if services.pki.parents.get(ca.name) is None:
         raise ForbiddenError(f"{ca.name} is a root CA: the API issues from issuing CAs only")
-    cert = ca.issue_from_csr(
-        body.csr.encode("utf-8"), body.profile, sm2_id=body.sm2_id.encode("utf-8")
+    csr = body.csr.encode("utf-8")
+    event = AuditEvent(
+        f"api:{client.name}", "cert.issue", ca.name, ca.key.key_uri, hashlib.sha256(csr).hexdigest()
+    )
+    try:
+        cert = ca.issue_from_csr(csr, body.profile, sm2_id=body.sm2_id.encode("utf-8"))
+    except EtrustError as exc:
+        services.runtime.record(replace(event, outcome="failure", detail={"error": exc.code}))
+        raise
+    services.runtime.record(
+        replace(event, target=f"{ca.name}/{cert.serial_number:x}", detail={"profile": body.profile})
     )
     return _out(services, _record(services, cert.serial_number))
 
@@ -138,4 +150,12 @@ def revoke(
         raise MalformedInputError(f"unknown reason {body.reason!r}")
     record = _record(services, parse_serial(serial))
     services.pki.ca(record.issuer).revoke(record.serial, body.reason)
+    services.runtime.record(
+        AuditEvent(
+            f"api:{client.name}",
+            "cert.revoke",
+            f"{record.issuer}/{record.serial:x}",
+            detail={"reason": body.reason},
+        )
+    )
     return _out(services, record)

@@ -7,13 +7,18 @@ Errors print ``error CODE: message`` on stderr (or a JSON object with ``--json``
 from __future__ import annotations
 
 import argparse
+import contextlib
+import getpass
+import hashlib
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from etrust.audit import AuditEvent
 from etrust.pki import init_pki
 from etrust.runtime import Runtime, open_runtime
 from etrust.settings import load_settings
@@ -33,6 +38,26 @@ def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
         print(text)
 
 
+def _actor() -> str:
+    """Who runs this command, as the audit log names them."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):  # no login name (some containers)
+        return f"cli:uid-{os.getuid()}"
+
+
+def _audit(
+    rt: Runtime,
+    action: str,
+    target: str | None = None,
+    *,
+    key_uri: str | None = None,
+    request_hash: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    rt.record(AuditEvent(_actor(), action, target, key_uri, request_hash, "success", detail or {}))
+
+
 def _write_output(path: str, data: bytes) -> None:
     if path == "-":
         sys.stdout.buffer.write(data)
@@ -46,6 +71,8 @@ def _cmd_init(rt: Runtime, args: argparse.Namespace) -> int:
         from etrust.demo import seed_demo
 
         created += seed_demo(rt)
+    if created:
+        _audit(rt, "init", str(rt.settings.home), detail={"created": created})
     names = [r.name for r in rt.records.list()]
     _print(
         args,
@@ -91,6 +118,14 @@ def _cmd_cert_issue(rt: Runtime, args: argparse.Namespace) -> int:
     except OSError as exc:
         raise MalformedInputError(f"cannot read {args.csr}: {exc.strerror}") from exc
     cert = ca.issue_from_csr(csr, args.profile, sm2_id=args.sm2_id.encode())
+    _audit(
+        rt,
+        "cert.issue",
+        f"{ca.name}/{cert.serial_number:x}",
+        key_uri=ca.key.key_uri,
+        request_hash=hashlib.sha256(csr).hexdigest(),
+        detail={"profile": args.profile},
+    )
     _write_output(args.out, to_pem(cert))
     if args.out != "-":
         _print(
@@ -110,6 +145,7 @@ def _cmd_cert_revoke(rt: Runtime, args: argparse.Namespace) -> int:
     pki = rt.pki()
     ca = pki.ca(args.ca) if args.ca else pki.find_issuer_of_serial(serial)
     rev = ca.revoke(serial, args.reason)
+    _audit(rt, "cert.revoke", f"{ca.name}/{serial:x}", detail={"reason": rev.reason})
     _print(
         args,
         {
@@ -124,7 +160,15 @@ def _cmd_cert_revoke(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 def _cmd_crl(rt: Runtime, args: argparse.Namespace) -> int:
-    crl = rt.pki().ca(args.ca).crl()
+    ca = rt.pki().ca(args.ca)
+    crl = ca.crl()
+    _audit(
+        rt,
+        "crl.sign",
+        ca.name,
+        key_uri=ca.key.key_uri,
+        detail={"number": crl.crl_number_value.native},
+    )
     _write_output(args.out, to_pem(crl, "X509 CRL") if args.format == "pem" else crl.dump())
     return 0
 
@@ -137,11 +181,61 @@ def _cmd_verify(rt: Runtime | None, args: argparse.Namespace) -> int:
 
 def _cmd_client_create(rt: Runtime, args: argparse.Namespace) -> int:
     token = rt.clients.create(args.name, args.role, department=args.department)
+    _audit(
+        rt, "client.create", args.name, detail={"role": args.role, "department": args.department}
+    )
     _print(
         args,
         {"name": args.name, "role": args.role, "department": args.department, "token": token},
         f"API client {args.name} ({args.role}) created. Its token is shown once; keep it safe:\n{token}",
     )
+    return 0
+
+
+def _cmd_audit_verify(rt: Runtime, args: argparse.Namespace) -> int:
+    result = rt.audit.verify(rt.audit_keys())
+    data = {
+        "intact": result.intact,
+        "records": result.records,
+        "checkpoints": result.checkpoints,
+        "first_broken": result.first_broken,
+        "reason": result.reason,
+    }
+    text = (
+        f"audit log intact: {result.records} records, {result.checkpoints} signed checkpoints"
+        if result.intact
+        else f"audit log BROKEN at record {result.first_broken}: {result.reason}"
+    )
+    _print(args, data, text)
+    return 0 if result.intact else 1
+
+
+def _cmd_audit_checkpoint(rt: Runtime, args: argparse.Namespace) -> int:
+    last = rt.audit.checkpoint()
+    _print(args, {"checkpoint_at_record": last}, f"signed checkpoint at record {last}")
+    return 0
+
+
+def _cmd_audit_list(rt: Runtime, args: argparse.Namespace) -> int:
+    records = rt.audit.records(after=args.after, limit=args.limit)
+    rows: list[dict[str, Any]] = [
+        {
+            "id": r.id,
+            "at": r.at.isoformat(),
+            "actor": r.event.actor,
+            "action": r.event.action,
+            "target": r.event.target,
+            "outcome": r.event.outcome,
+            "detail": dict(r.event.detail),
+        }
+        for r in records
+    ]
+    text = "\n".join(
+        f"{r.id:>6} {r.at:%Y-%m-%d %H:%M:%S} {r.event.actor:<20} {r.event.action:<14} "
+        f"{r.event.outcome:<8} {r.event.target or ''}"
+        for r in records
+    )
+    _print(args, {"records": rows}, text or "no records")
     return 0
 
 
@@ -251,6 +345,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--role", required=True)
     p.add_argument("--department")
 
+    audit = sub.add_parser("audit", help="the audit log").add_subparsers(
+        dest="audit_command", required=True
+    )
+    command(
+        "verify",
+        _cmd_audit_verify,
+        "check the hash chain and signed checkpoints (exit 1 if broken)",
+        audit,
+    )
+    command("checkpoint", _cmd_audit_checkpoint, "sign the log's current head now", audit)
+    p = command("list", _cmd_audit_list, "show audit records", audit)
+    p.add_argument("--after", type=int, default=0, help="records after this id")
+    p.add_argument("--limit", type=int, default=50)
+
     p = command("serve", _cmd_serve, "serve the web app and the PKI endpoints")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
@@ -268,6 +376,16 @@ def _iso_time(text: str) -> datetime:
     return moment
 
 
+_AUDITED: dict[Handler, str] = {
+    _cmd_init: "init",
+    _cmd_cert_issue: "cert.issue",
+    _cmd_cert_revoke: "cert.revoke",
+    _cmd_crl: "crl.sign",
+    _cmd_client_create: "client.create",
+}
+"""Commands whose failures are audited too (their successes record themselves)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -281,6 +399,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.handler(rt, args)
         return code
     except EtrustError as exc:
+        action = _AUDITED.get(args.handler)
+        if rt is not None and action is not None:
+            failure = AuditEvent(_actor(), action, None, None, None, "failure", {"error": exc.code})
+            with contextlib.suppress(EtrustError):  # the failure is reported either way
+                rt.record(failure)
         if getattr(args, "json", False):
             print(json.dumps({"error": exc.code, "message": exc.message}, ensure_ascii=False))
         else:

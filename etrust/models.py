@@ -17,6 +17,7 @@ from sqlalchemy import (
     Dialect,
     ForeignKey,
     ForeignKeyConstraint,
+    Integer,
     LargeBinary,
     MetaData,
     String,
@@ -166,3 +167,48 @@ class ApiClientRow(Base):
     token_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
     disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class AuditRecordRow(Base):
+    """One entry of the append-only, hash-chained audit log (see etrust.audit)."""
+
+    __tablename__ = "audit_records"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True
+    )
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(1024))
+    key_uri: Mapped[str | None] = mapped_column(String(1024))
+    request_hash: Mapped[str | None] = mapped_column(String(128))
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    record_hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHeadRow(Base):
+    """The chain's head: the last record's id and hash, one row, locked by every append."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    last_id: Mapped[int] = mapped_column(BigInteger)
+    last_hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditCheckpointRow(Base):
+    """A signature over the chain up to a record: the log's state, vouched for by a key."""
+
+    __tablename__ = "audit_checkpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime]
+    last_id: Mapped[int] = mapped_column(BigInteger)
+    last_hash: Mapped[str] = mapped_column(String(64))
+    key_uri: Mapped[str] = mapped_column(String(1024))
+    public_key_der: Mapped[bytes] = mapped_column(LargeBinary)
+    algorithm: Mapped[str] = mapped_column(String(32))
+    signature: Mapped[bytes] = mapped_column(LargeBinary)

@@ -32,6 +32,10 @@ from trust.softkeys import SoftwareKeyStore
 KINDS = {"sm2": "sm2", "rsa": "rsa-2048"}
 """Hierarchy kind -> key spec of its CA keys (RSA CAs could be 3072/4096 by setting)."""
 KIND_LABEL = {"sm2": "SM2", "rsa": "RSA"}
+RENEW_BEFORE = timedelta(days=30)
+"""Service certificates (OCSP, TSA, audit) closer than this to expiry are renewed by init."""
+AUDIT_IDENTITY = "audit-sm2"
+"""The service identity whose key signs the audit log's checkpoints."""
 
 
 def ca_names() -> list[str]:
@@ -156,24 +160,26 @@ def _init_services(
     created = []
     naming = issuing.certificate.subject.native
     organization = naming.get("organization_name", "")
-    for name, purpose in ((f"ocsp-{issuing.name}", "ocsp"), (f"tsa-{kind}", "tsa")):
+    services = [(f"ocsp-{issuing.name}", "ocsp"), (f"tsa-{kind}", "tsa")]
+    if kind == "sm2":
+        services.append((AUDIT_IDENTITY, "audit"))
+    for name, purpose in services:
         existing = identities.get(name)
         if existing is not None and not _expiring(existing, clock()):
             continue
         key = _get_or_create_key(keystore, name, spec)
-        title = "OCSP 响应服务" if purpose == "ocsp" else "时间戳服务"
+        title = {"ocsp": "OCSP 响应服务", "tsa": "时间戳服务", "audit": "审计日志签名"}[purpose]
         subject = make_name({"C": "CN", "O": organization, "CN": f"{title}（{KIND_LABEL[kind]}）"})
         if purpose == "ocsp":
             cert = delegate(issuing, key, subject).certificate
         else:
-            cert = issuing.issue(key.public_key_info, subject, "tsa")
+            cert = issuing.issue(
+                key.public_key_info, subject, "tsa" if purpose == "tsa" else "service-signer"
+            )
         identity = ServiceIdentity(name, purpose, issuing.name, key.key_uri, cert.dump())
         identities.save(identity, renew=existing is not None)
         created.append(name if existing is None else f"{name} (certificate renewed)")
     return created
-
-
-RENEW_BEFORE = timedelta(days=30)
 
 
 def _expiring(identity: ServiceIdentity, now: datetime) -> bool:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
+from asn1crypto.keys import PublicKeyInfo
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
+from etrust.audit import AuditEvent, AuditLog
 from etrust.db import make_engine, migrate, session_factory
-from etrust.pki import Pki, open_keystore, open_pki
+from etrust.pki import AUDIT_IDENTITY, Pki, open_keystore, open_pki
 from etrust.settings import Settings
 from etrust.store import (
     ApiClientStore,
@@ -16,6 +20,7 @@ from etrust.store import (
     SqlCertificateRepository,
 )
 from trust import sm2
+from trust.certificates import load_certificate
 from trust.clock import Clock, system_clock
 from trust.errors import ConfigurationError
 from trust.keys import KeyRegistry
@@ -32,6 +37,22 @@ class Runtime:
     clients: ApiClientStore
     keystore: SoftwareKeyStore
     keys: KeyRegistry
+    sessions: sessionmaker[Session]
+
+    @functools.cached_property
+    def audit(self) -> AuditLog:
+        """The audit log, checkpoints signed by the audit identity's key once init made one."""
+        identity = self.identities.get(AUDIT_IDENTITY)
+        signer = self.keys.find(identity.key_uri) if identity else None
+        return AuditLog(self.sessions, signer=signer)
+
+    def audit_keys(self) -> list[PublicKeyInfo]:
+        """Public keys whose checkpoints count: the audit identity's (renewals keep the key)."""
+        identity = self.identities.get(AUDIT_IDENTITY)
+        return [load_certificate(identity.certificate_der).public_key] if identity else []
+
+    def record(self, event: AuditEvent) -> None:
+        self.audit.append(event)
 
     def pki(self, clock: Clock = system_clock) -> Pki:
         return open_pki(self.settings, self.records, self.repository, self.keys, clock=clock)
@@ -63,4 +84,5 @@ def open_runtime(settings: Settings, *, create: bool = False) -> Runtime:
         clients=ApiClientStore(sessions),
         keystore=keystore,
         keys=KeyRegistry(keystore),
+        sessions=sessions,
     )

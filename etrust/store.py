@@ -418,7 +418,7 @@ class CaRecordStore:
 
 # ------------------------------------------------------------------- service identities
 
-SERVICE_PURPOSES = ("ocsp", "tsa")
+SERVICE_PURPOSES = ("ocsp", "tsa", "audit")
 
 
 @dataclass(frozen=True)

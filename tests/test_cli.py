@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import subprocess
 import sys
 from datetime import timedelta
@@ -316,3 +317,34 @@ def test_init_renews_service_certificates_before_they_expire(tmp_path: Path) -> 
         assert again == []
     finally:
         rt.close()
+
+
+def test_audit_log_records_and_verifies(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    home = str(tmp_path / "audited")
+    assert main(["--home", home, "init"]) == 0
+    req = openssl_csr(tmp_path, "rsa", "/CN=audited")
+    issue = ["--home", home, "cert", "issue", "--ca", "issuing-rsa", "--profile", "person-signer"]
+    assert main([*issue, "--csr", str(req), "--out", str(tmp_path / "c.pem"), "--json"]) == 0
+    assert (
+        main([*issue, "--csr", str(tmp_path / "c.pem"), "--out", str(tmp_path / "x.pem")]) == 1
+    )  # not a CSR
+    assert main(["--home", home, "audit", "checkpoint"]) == 0
+    capsys.readouterr()
+    assert main(["--home", home, "audit", "list", "--json"]) == 0
+    records = json.loads(capsys.readouterr().out)["records"]
+    assert [(r["action"], r["outcome"]) for r in records] == [
+        ("init", "success"),
+        ("cert.issue", "success"),
+        ("cert.issue", "failure"),
+    ]
+    assert records[2]["detail"] == {"error": "CSR_MALFORMED"} and records[1]["actor"].startswith(
+        "cli:"
+    )
+    assert main(["--home", home, "audit", "verify", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["checkpoints"] == 1
+
+    with sqlite3.connect(tmp_path / "audited" / "etrust.db") as db:
+        db.execute("UPDATE audit_records SET outcome = 'success' WHERE id = 3")
+    code, out, _ = run(capsys, "--home", home, "audit", "verify", "--json")
+    report = json.loads(out)
+    assert (code, report["intact"], report["first_broken"]) == (1, False, 3)

@@ -63,6 +63,9 @@ TABLES = {
     "revocations",
     "crl_numbers",
     "api_clients",
+    "audit_records",
+    "audit_head",
+    "audit_checkpoints",
 }
 BEIJING = timezone(timedelta(hours=8))
 NOW = datetime(2025, 11, 27, 9, 30, 15, 123456, tzinfo=BEIJING)
@@ -145,7 +148,7 @@ def test_migrate_creates_schema_and_is_idempotent(
     try:
         assert current_revision(engine) is None
         migrate(engine)
-        assert current_revision(engine) == head_revision() == "0001_pki"
+        assert current_revision(engine) == head_revision() == "0002_audit"
         assert set(inspect(engine).get_table_names()) == TABLES | {"alembic_version"}
         repo = SqlCertificateRepository(session_factory(engine))
         cert = issued()

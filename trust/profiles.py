@@ -54,6 +54,7 @@ PROFILES: dict[str, Profile] = {
         Profile("seal-maker", "制章者", 5 * _YEAR, _SIGN),
         Profile("seal-signer", "签章者（单位）", 3 * _YEAR, _SIGN),
         Profile("person-signer", "个人签名", 2 * _YEAR, _SIGN),
+        Profile("service-signer", "服务签名（审计、记录）", 3 * _YEAR, _SIGN),
         Profile(
             "ocsp-signer",
             "OCSP 响应签名",
