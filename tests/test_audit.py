@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 from pathlib import Path
 
@@ -97,7 +98,7 @@ def test_a_consistently_rewritten_tail_is_caught_by_a_checkpoint(
                 row.key_uri,
                 row.request_hash,
                 row.outcome,
-                __import__("json").loads(row.detail),
+                json.loads(row.detail),
             )  # type: ignore[arg-type]
             row.prev_hash, row.record_hash = prev, chain_hash(prev, row.id, row.at, event)
             prev = row.record_hash
