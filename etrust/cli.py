@@ -18,13 +18,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from asn1crypto import keys
+
 from etrust.audit import AuditEvent
 from etrust.pki import init_pki
 from etrust.runtime import Runtime, open_runtime
 from etrust.settings import load_settings
 from trust.ca import describe_name
-from trust.certificates import parse_serial, to_pem
-from trust.errors import EtrustError, MalformedInputError
+from trust.certificates import parse_serial, to_pem, unarmor
+from trust.errors import ApprovalRequiredError, EtrustError, MalformedInputError
 from trust.profiles import PROFILES
 from trust.repository import REVOCATION_REASONS
 
@@ -113,10 +115,8 @@ def _cmd_ca_export(rt: Runtime, args: argparse.Namespace) -> int:
 
 def _cmd_cert_issue(rt: Runtime, args: argparse.Namespace) -> int:
     ca = rt.pki().ca(args.ca)
-    try:
-        csr = Path(args.csr).read_bytes()
-    except OSError as exc:
-        raise MalformedInputError(f"cannot read {args.csr}: {exc.strerror}") from exc
+    csr = _read(args.csr)
+    _require_approval(rt, ca.name, args.profile, csr, args.approval)
     cert = ca.issue_from_csr(csr, args.profile, sm2_id=args.sm2_id.encode())
     _audit(
         rt,
@@ -138,6 +138,93 @@ def _cmd_cert_issue(rt: Runtime, args: argparse.Namespace) -> int:
             f"issued {cert.serial_number:x} to {describe_name(cert.subject)} -> {args.out}",
         )
     return 0
+
+
+def _issue_operation(rt: Runtime, ca_name: str, profile: str) -> str | None:
+    """The dual-controlled operation an issuance is, if the policy puts one under control."""
+    candidates = []
+    if rt.pki().parents.get(ca_name) is None:
+        candidates.append("ca.issue.root")
+    if profile == "issuing-ca":
+        candidates.append("ca.issue.ca")
+    return next((op for op in candidates if rt.dual_control.required(op) > 0), None)
+
+
+def _issue_params(profile: str, csr: bytes) -> dict[str, str]:
+    return {"profile": profile, "csr_sha256": hashlib.sha256(csr).hexdigest()}
+
+
+def _require_approval(
+    rt: Runtime, ca_name: str, profile: str, csr: bytes, approval: str | None
+) -> None:
+    operation = _issue_operation(rt, ca_name, profile)
+    if operation is None:
+        return
+    if approval is None:
+        needed = rt.dual_control.required(operation)
+        raise ApprovalRequiredError(
+            f"{operation} needs {needed} approvals: etrust approval request {operation} {ca_name} "
+            f"--profile {profile} --csr FILE --as OFFICER, then --approval ID"
+        )
+    rt.dual_control.authorize(approval, operation, ca_name, _issue_params(profile, csr))
+
+
+def _cmd_officer_add(rt: Runtime, args: argparse.Namespace) -> int:
+    if args.key_uri:
+        public = rt.keys.find(args.key_uri).public_key_info
+    else:
+        public = keys.PublicKeyInfo.load(
+            unarmor(_read(args.public_key), "public key", ("PUBLIC KEY",))
+        )
+    rt.dual_control.add_officer(args.name, public)
+    _audit(rt, "officer.add", args.name)
+    _print(args, {"officer": args.name}, f"security officer {args.name} registered")
+    return 0
+
+
+def _cmd_approval_request(rt: Runtime, args: argparse.Namespace) -> int:
+    params = dict(p.split("=", 1) for p in args.param if "=" in p)
+    if args.csr:
+        params.update(_issue_params(args.profile or "", _read(args.csr)))
+    request = rt.dual_control.request(args.operation, args.target, params, requester=args.officer)
+    _audit(
+        rt,
+        "approval.request",
+        request.id,
+        request_hash=request.request_hash,
+        detail={"operation": args.operation, "target": args.target, "requester": args.officer},
+    )
+    _print(
+        args,
+        {
+            "id": request.id,
+            "required": request.required,
+            "expires_at": request.expires_at,
+            "request_hash": request.request_hash,
+        },
+        f"approval request {request.id}: {args.operation} on {args.target} needs {request.required} "
+        f"approvals by {request.expires_at.isoformat()}",
+    )
+    return 0
+
+
+def _cmd_approval_sign(rt: Runtime, args: argparse.Namespace) -> int:
+    count = rt.dual_control.approve(args.id, args.officer, rt.keys.find(args.key_uri))
+    request = rt.dual_control.get(args.id)
+    _audit(rt, "approval.sign", args.id, key_uri=args.key_uri, detail={"officer": args.officer})
+    _print(
+        args,
+        {"id": args.id, "approvals": count, "required": request.required},
+        f"approved {args.id} as {args.officer}: {count} of {request.required}",
+    )
+    return 0
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise MalformedInputError(f"cannot read {path}: {exc.strerror}") from exc
 
 
 def _cmd_cert_revoke(rt: Runtime, args: argparse.Namespace) -> int:
@@ -299,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sm2-id", default="1234567812345678", help="SM2 distinguishing ID of the request"
     )
+    p.add_argument("--approval", help="approval request id, where dual control applies")
     p = command("revoke", _cmd_cert_revoke, "revoke a certificate", cert)
     p.add_argument("serial", help="serial number in hex")
     p.add_argument(
@@ -345,6 +433,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--role", required=True)
     p.add_argument("--department")
 
+    officer = sub.add_parser("officer", help="security officers").add_subparsers(
+        dest="officer_command", required=True
+    )
+    p = command("add", _cmd_officer_add, "register a security officer's approval key", officer)
+    p.add_argument("name")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--key-uri", help="the officer's key (software or USB key)")
+    group.add_argument("--public-key", help="the officer's public key, PEM")
+
+    approval = sub.add_parser("approval", help="dual control").add_subparsers(
+        dest="approval_command", required=True
+    )
+    p = command("request", _cmd_approval_request, "ask for approvals of an operation", approval)
+    p.add_argument("operation")
+    p.add_argument("target", help="what the operation acts on, e.g. the CA name")
+    p.add_argument("--as", dest="officer", required=True, help="the requesting officer")
+    p.add_argument("--param", action="append", default=[], help="K=V bound into the request")
+    p.add_argument("--csr", help="for certificate issuance: the request to be signed")
+    p.add_argument("--profile", help="for certificate issuance: the profile")
+    p = command("sign", _cmd_approval_sign, "approve a request with your own key", approval)
+    p.add_argument("id")
+    p.add_argument("--as", dest="officer", required=True)
+    p.add_argument("--key-uri", required=True)
+
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(
         dest="audit_command", required=True
     )
@@ -382,6 +494,9 @@ _AUDITED: dict[Handler, str] = {
     _cmd_cert_revoke: "cert.revoke",
     _cmd_crl: "crl.sign",
     _cmd_client_create: "client.create",
+    _cmd_officer_add: "officer.add",
+    _cmd_approval_request: "approval.request",
+    _cmd_approval_sign: "approval.sign",
 }
 """Commands whose failures are audited too (their successes record themselves)."""
 

@@ -212,3 +212,44 @@ class AuditCheckpointRow(Base):
     public_key_der: Mapped[bytes] = mapped_column(LargeBinary)
     algorithm: Mapped[str] = mapped_column(String(32))
     signature: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class SecurityOfficerRow(Base):
+    """A security officer and the public key whose signatures count as their approvals."""
+
+    __tablename__ = "security_officers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
+    public_key_der: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class ApprovalRequestRow(Base):
+    """An operation waiting for m-of-n approvals; ``request_hash`` binds what was approved."""
+
+    __tablename__ = "approval_requests"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    operation: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(1024))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    requester: Mapped[str] = mapped_column(String(128))
+    required: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16))
+
+
+class ApprovalRow(Base):
+    """One officer's signed approval of one request (at most one each)."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (UniqueConstraint("request_id", "officer"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(32), ForeignKey("approval_requests.id"))
+    officer: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    signature: Mapped[bytes] = mapped_column(LargeBinary)
+    at: Mapped[datetime]

@@ -9,6 +9,7 @@ from asn1crypto.keys import PublicKeyInfo
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from etrust.approvals import DualControl
 from etrust.audit import AuditEvent, AuditLog
 from etrust.db import make_engine, migrate, session_factory
 from etrust.pki import AUDIT_IDENTITY, Pki, open_keystore, open_pki
@@ -50,6 +51,10 @@ class Runtime:
         """Public keys whose checkpoints count: the audit identity's (renewals keep the key)."""
         identity = self.identities.get(AUDIT_IDENTITY)
         return [load_certificate(identity.certificate_der).public_key] if identity else []
+
+    @functools.cached_property
+    def dual_control(self) -> DualControl:
+        return DualControl(self.sessions, self.settings.dual_control)
 
     def record(self, event: AuditEvent) -> None:
         self.audit.append(event)

@@ -47,6 +47,8 @@ class Settings:
     ocsp_validity_minutes: int = 60
     tsa_policy_oid: str = DEMO_TSA_POLICY
     max_upload_bytes: int = 1 << 20
+    dual_control: dict[str, int] = field(default_factory=dict)
+    """Operation -> approvals required from distinct security officers (etrust.toml [dual_control])."""
 
     @property
     def keys_folder(self) -> Path:
@@ -84,6 +86,7 @@ def load_settings(home: str | Path | None = None, env: dict[str, str] | None = N
         kek_file=Path(kek) if kek else None,
         naming=naming,
         tsa_policy_oid=_oids([file_values.get("tsa_policy_oid") or DEMO_TSA_POLICY])[0],
+        dual_control=_dual_control(file_values.get("dual_control", {})),
         **{k: _positive(k, file_values[k]) for k in _INT_KEYS if k in file_values},
     )
 
@@ -106,6 +109,23 @@ def _oids(value: Any) -> tuple[str, ...]:
             f"etrust.toml: policy OIDs must be a list of dotted OIDs, not {value!r}"
         )
     return tuple(value)
+
+
+DUAL_CONTROL_OPERATIONS = ("ca.issue.root", "ca.issue.ca", "key.destroy", "seal.make")
+"""Operations that can be put under dual control."""
+
+
+def _dual_control(value: Any) -> dict[str, int]:
+    if not isinstance(value, dict):
+        raise ConfigurationError("etrust.toml: [dual_control] must be a table of operation = count")
+    for op, count in value.items():
+        if op not in DUAL_CONTROL_OPERATIONS:
+            raise ConfigurationError(
+                f"etrust.toml: unknown dual-control operation {op!r}; "
+                f"known: {', '.join(DUAL_CONTROL_OPERATIONS)}"
+            )
+        _positive(f"dual_control.{op}", count)
+    return dict(value)
 
 
 def _positive(key: str, value: Any) -> int:

@@ -348,3 +348,72 @@ def test_audit_log_records_and_verifies(tmp_path: Path, capsys: pytest.CaptureFi
     code, out, _ = run(capsys, "--home", home, "audit", "verify", "--json")
     report = json.loads(out)
     assert (code, report["intact"], report["first_broken"]) == (1, False, 3)
+
+
+def test_dual_controlled_root_issuance(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    home = tmp_path / "dual"
+    home.mkdir()
+    (home / "etrust.toml").write_text('[dual_control]\n"ca.issue.root" = 2\n', "utf-8")
+    h = str(home)
+    assert main(["--home", h, "init"]) == 0
+    rt = open_runtime(load_settings(home))
+    try:
+        for name in ("zhang", "li", "wang"):
+            rt.keystore.generate(f"officer-{name}", "sm2")
+    finally:
+        rt.close()
+    for name in ("zhang", "li", "wang"):
+        assert (
+            main(["--home", h, "officer", "add", name, "--key-uri", f"soft:object=officer-{name}"])
+            == 0
+        )
+    req = openssl_csr(tmp_path, "sm2", "/CN=第二签发CA")
+    issue = [
+        "--home",
+        h,
+        "cert",
+        "issue",
+        "--ca",
+        "root-sm2",
+        "--profile",
+        "issuing-ca",
+        "--csr",
+        str(req),
+        "--out",
+        str(tmp_path / "ca.pem"),
+    ]
+    capsys.readouterr()
+    code, _, err = run(capsys, *issue)
+    assert code == 1 and "APPROVAL_REQUIRED" in err
+    code, out, _ = run(
+        capsys,
+        "--home",
+        h,
+        "approval",
+        "request",
+        "ca.issue.root",
+        "root-sm2",
+        "--profile",
+        "issuing-ca",
+        "--csr",
+        str(req),
+        "--as",
+        "zhang",
+        "--json",
+    )
+    request_id = json.loads(out)["id"]
+    sign = ["--home", h, "approval", "sign", request_id]
+    code, _, err = run(capsys, *sign, "--as", "zhang", "--key-uri", "soft:object=officer-zhang")
+    assert code == 1 and "APPROVAL_REFUSED" in err  # the requester cannot approve
+    assert run(capsys, *sign, "--as", "li", "--key-uri", "soft:object=officer-li")[0] == 0
+    code, _, err = run(capsys, *sign, "--as", "li", "--key-uri", "soft:object=officer-li")
+    assert code == 1 and "already approved" in err
+    code, _, err = run(capsys, *issue, "--approval", request_id)
+    assert code == 1 and "has 1" in err
+    assert run(capsys, *sign, "--as", "wang", "--key-uri", "soft:object=officer-wang")[0] == 0
+    code, _, err = run(capsys, *issue, "--approval", request_id)
+    assert code == 0, err
+    assert load_certificate((tmp_path / "ca.pem").read_bytes()).ca
+    code, _, err = run(capsys, *issue, "--approval", request_id)
+    assert code == 1 and "used" in err  # one approval, one execution
+    assert run(capsys, "--home", h, "audit", "verify")[0] == 0

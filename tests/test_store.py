@@ -66,6 +66,9 @@ TABLES = {
     "audit_records",
     "audit_head",
     "audit_checkpoints",
+    "security_officers",
+    "approval_requests",
+    "approvals",
 }
 BEIJING = timezone(timedelta(hours=8))
 NOW = datetime(2025, 11, 27, 9, 30, 15, 123456, tzinfo=BEIJING)
@@ -148,7 +151,7 @@ def test_migrate_creates_schema_and_is_idempotent(
     try:
         assert current_revision(engine) is None
         migrate(engine)
-        assert current_revision(engine) == head_revision() == "0002_audit"
+        assert current_revision(engine) == head_revision() == "0003_approvals"
         assert set(inspect(engine).get_table_names()) == TABLES | {"alembic_version"}
         repo = SqlCertificateRepository(session_factory(engine))
         cert = issued()

@@ -265,3 +265,15 @@ class MechanismUnsupportedError(DeviceError, UnsupportedAlgorithmError):
     code = "MECHANISM_UNSUPPORTED"
     http_status = 400
     message_zh = "密码设备不支持该算法"
+
+
+class ApprovalError(EtrustError):
+    """Dual control refused: not enough valid approvals, or an approval that cannot count."""
+
+    code = "APPROVAL_REFUSED"
+    http_status = 403
+    message_zh = "未获得足够的审批"
+
+
+class ApprovalRequiredError(ApprovalError):
+    code = "APPROVAL_REQUIRED"
