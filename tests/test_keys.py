@@ -138,3 +138,10 @@ def test_damaged_keystore_files_give_a_clear_error(tmp_path: Path) -> None:
 def test_label_with_trailing_newline_is_refused(tmp_path: Path) -> None:
     with pytest.raises(MalformedInputError):
         SoftwareKeyStore.open(tmp_path / "k").generate("abc\n", "sm2")
+
+
+def test_uri_errors_never_echo_a_pin() -> None:
+    for bad in ("pkcs11:token=t?pin-value", "pkcs11:token=t?pin-value1234", "no scheme pin-value=1234"):
+        with pytest.raises(MalformedInputError) as info:
+            KeyUri.parse(bad)
+        assert "1234" not in str(info.value) and "pin-value" not in str(info.value)

@@ -60,9 +60,10 @@ class KeyUri:
     def parse(cls, uri: str) -> KeyUri:
         scheme, sep, rest = uri.partition(":")
         if not sep or not re.match(r"^[a-z][a-z0-9+.-]*$", scheme):
-            raise MalformedInputError(f"not a key URI (scheme:attributes): {uri!r}")
+            # Never echo the URI: its query may carry a pin-value.
+            raise MalformedInputError("not a key URI (scheme:attributes)")
         path_part, _, query_part = rest.partition("?")
-        return cls(scheme, _attrs(path_part, ";", uri), _attrs(query_part, "&", uri))
+        return cls(scheme, _attrs(path_part, ";"), _attrs(query_part, "&"))
 
     def __str__(self) -> str:
         def join(attrs: dict[str, str], sep: str) -> str:
@@ -72,12 +73,12 @@ class KeyUri:
         return f"{text}?{join(self.query, '&')}" if self.query else text
 
 
-def _attrs(text: str, sep: str, uri: str) -> dict[str, str]:
+def _attrs(text: str, sep: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in filter(None, text.split(sep)):
         name, eq, value = item.partition("=")
         if not eq or not name:
-            raise MalformedInputError(f"key URI attribute without a value in {uri!r}")
+            raise MalformedInputError("a key URI attribute has no value (write name=value)")
         out[unquote(name)] = unquote(value)
     return out
 

@@ -281,9 +281,7 @@ class SoftwareKeyStore:
     def _label_of(self, key_uri: str) -> str:
         uri = KeyUri.parse(key_uri)
         if uri.scheme != SCHEME or "object" not in uri.path:
-            raise MalformedInputError(
-                f"software key URIs look like soft:object=LABEL, not {key_uri!r}"
-            )
+            raise MalformedInputError("software key URIs look like soft:object=LABEL")
         return uri.path["object"]
 
     def store(self, label: str, key_type: KeyType, private: PrivateKey) -> SoftwareKey:
