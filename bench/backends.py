@@ -1,0 +1,107 @@
+"""Signatures/s through the PKCS#11 backend on SoftHSM2, against raw python-pkcs11 in the same run.
+
+Run alone (``python -m bench.backends``) or from a process that has not loaded SoftHSM yet:
+the module reads ``SOFTHSM2_CONF`` once, so the throw-away token directory is set up first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.common import rate, row
+
+MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+PIN = "24681357"
+
+
+def _token(folder: Path) -> str:
+    (folder / "tokens").mkdir()
+    conf = folder / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {folder / 'tokens'}\nlog.level = ERROR\n")
+    os.environ["SOFTHSM2_CONF"] = str(conf)
+    args = ["--init-token", "--free", "--label", "bench", "--so-pin", "13572468", "--pin", PIN]
+    subprocess.run(
+        ["softhsm2-util", *args],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return "bench"
+
+
+def _threaded(make: Callable[[], Callable[[], object]], threads: int, seconds: float) -> float:
+    """Calls/s of ``threads`` callers, each with its own ``make()``d function."""
+    counts = [0] * threads
+    stop = time.perf_counter() + seconds
+    barrier = threading.Barrier(threads + 1)
+
+    def worker(n: int) -> None:
+        fn = make()
+        fn()
+        barrier.wait()
+        while time.perf_counter() < stop:
+            for _ in range(20):
+                fn()
+            counts[n] += 20
+
+    workers = [threading.Thread(target=worker, args=(n,)) for n in range(threads)]
+    for w in workers:
+        w.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for w in workers:
+        w.join()
+    return sum(counts) / (time.perf_counter() - start)
+
+
+def run(seconds: float) -> list[str]:
+    import pkcs11
+    from pkcs11 import Mechanism, ObjectClass
+
+    from hsm_adapters.pkcs11 import Pkcs11Backend, Pkcs11Key
+
+    with tempfile.TemporaryDirectory() as tmp:
+        label = _token(Path(tmp))
+        backend = Pkcs11Backend(MODULE, label, pin=PIN, pool_size=8)
+        ec = backend.generate("ec", "ec-p256")
+        rsa = backend.generate("rsa", "rsa-2048")
+        token = pkcs11.lib(MODULE).get_token(token_label=label)
+        message = b"x" * 64
+
+        def raw(key_id: bytes, ecdsa: bool) -> Callable[[], object]:
+            session = token.open()  # the backend's login covers the process
+            key: Any = session.get_key(object_class=ObjectClass.PRIVATE_KEY, id=key_id)
+            if ecdsa:
+                return lambda: key.sign(hashlib.sha256(message).digest(), mechanism=Mechanism.ECDSA)
+            return lambda: key.sign(message, mechanism=Mechanism.SHA256_RSA_PKCS)
+
+        lines = []
+        for name, key, ecdsa in (("P-256", ec, True), ("RSA-2048", rsa, False)):
+
+            def ours(k: Pkcs11Key = key) -> Callable[[], object]:
+                return lambda: k.sign(message)
+
+            def theirs(k: Pkcs11Key = key, e: bool = ecdsa) -> Callable[[], object]:
+                return raw(k.key_id, e)
+
+            ours_1 = rate(ours(), seconds, batch=20)
+            raw_1 = rate(theirs(), seconds, batch=20)
+            ours_8 = _threaded(ours, 8, seconds)
+            raw_8 = _threaded(theirs, 8, seconds)
+            lines.append(row(f"SoftHSM {name} sign, 1 caller (vs raw)", ours_1, raw_1, ">= 0.8x"))
+            lines.append(row(f"SoftHSM {name} sign, 8 callers (vs raw)", ours_8, raw_8, ">= 0.8x"))
+        backend.close()
+        return lines
+
+
+if __name__ == "__main__":
+    for line in run(2.0):
+        print(line)
