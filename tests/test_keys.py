@@ -141,7 +141,11 @@ def test_label_with_trailing_newline_is_refused(tmp_path: Path) -> None:
 
 
 def test_uri_errors_never_echo_a_pin() -> None:
-    for bad in ("pkcs11:token=t?pin-value", "pkcs11:token=t?pin-value1234", "no scheme pin-value=1234"):
+    for bad in (
+        "pkcs11:token=t?pin-value",
+        "pkcs11:token=t?pin-value1234",
+        "no scheme pin-value=1234",
+    ):
         with pytest.raises(MalformedInputError) as info:
             KeyUri.parse(bad)
         assert "1234" not in str(info.value) and "pin-value" not in str(info.value)
