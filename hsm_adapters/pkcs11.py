@@ -59,7 +59,7 @@ from trust.errors import (
     MechanismUnsupportedError,
     PinIncorrectError,
 )
-from trust.keys import KeyUri, check_label, key_type_of_spec, rsa_bits_of_spec
+from trust.keys import KeyUri, check_label, key_type_of_spec, redact_uri, rsa_bits_of_spec
 from trust.sm2 import DEFAULT_ID, raw_signature, z_value
 
 SCHEME = "pkcs11"
@@ -507,7 +507,7 @@ class Pkcs11Backend:
         """A backend for the token a URI names (its ``object``/``id`` are ignored here)."""
         parsed = KeyUri.parse(uri)
         if parsed.scheme != SCHEME:
-            raise MalformedInputError(f"not a pkcs11: URI: {uri!r}")
+            raise MalformedInputError(f"not a pkcs11: URI: {redact_uri(uri)!r}")
         selector = {k: v for k, v in parsed.path.items() if k in _TOKEN_ATTRS}
         query = parsed.query
         return cls(
@@ -648,12 +648,16 @@ class Pkcs11Backend:
         def op(pooled: _Session) -> Pkcs11Key:
             found = _find_objects(pooled.session, ObjectClass.PRIVATE_KEY, label, key_id)
             if not found:
-                raise KeyNotFoundError(f"no private key matches {key_uri!r} on the token")
+                raise KeyNotFoundError(
+                    f"no private key matches {redact_uri(key_uri)!r} on the token"
+                )
             if len(found) > 1:
-                raise MalformedInputError(f"{len(found)} private keys match {key_uri!r}; add id=")
+                raise MalformedInputError(
+                    f"{len(found)} private keys match {redact_uri(key_uri)!r}; add id="
+                )
             return self._handle(pooled.session, found[0])
 
-        handle = self._pool.run(f"finding {key_uri}", op)
+        handle = self._pool.run(f"finding {redact_uri(key_uri)}", op)
         with self._lock:
             self._handles[handle.key_id] = handle
         return handle
@@ -681,7 +685,7 @@ class Pkcs11Backend:
                 for obj in _find_objects(pooled.session, cls, None, handle.key_id):
                     obj.destroy()
 
-        self._pool.run(f"destroying {key_uri}", op)
+        self._pool.run(f"destroying {redact_uri(key_uri)}", op)
         with self._lock:
             self._handles.pop(handle.key_id, None)
         self._pool.forget_key(handle.key_id)
@@ -691,17 +695,17 @@ class Pkcs11Backend:
     def _selector_of(self, key_uri: str) -> tuple[str | None, bytes | None]:
         uri = KeyUri.parse(key_uri)
         if uri.scheme != SCHEME:
-            raise MalformedInputError(f"not a pkcs11: key URI: {key_uri!r}")
+            raise MalformedInputError(f"not a pkcs11: key URI: {redact_uri(key_uri)!r}")
         token = uri.path.get("token")
         if token is not None and token != self.token_label:
             raise KeyNotFoundError(
-                f"{key_uri!r} names token {token!r}; this backend holds {self.token_label!r}"
+                f"{redact_uri(key_uri)!r} names token {token!r}; this backend holds {self.token_label!r}"
             )
         raw_id = _raw_path_attr(key_uri, "id")
         key_id = parse_id(raw_id) if raw_id is not None else None
         label = uri.path.get("object")
         if label is None and key_id is None:
-            raise MalformedInputError(f"a key URI needs object= or id=: {key_uri!r}")
+            raise MalformedInputError(f"a key URI needs object= or id=: {redact_uri(key_uri)!r}")
         return label, key_id
 
     def _handle(self, session: Any, private: Any) -> Pkcs11Key:
@@ -765,7 +769,7 @@ def probe(uri: str) -> dict[str, Any]:
     """
     parsed = KeyUri.parse(uri)
     if parsed.scheme != SCHEME:
-        raise MalformedInputError(f"not a pkcs11: URI: {uri!r}")
+        raise MalformedInputError(f"not a pkcs11: URI: {redact_uri(uri)!r}")
     module = load_module(parsed.query.get("module-path") or default_module())
     selector = {k: v for k, v in parsed.path.items() if k in _TOKEN_ATTRS}
     lib = module.lib

@@ -73,6 +73,16 @@ class KeyUri:
         return f"{text}?{join(self.query, '&')}" if self.query else text
 
 
+def redact_uri(uri: str) -> str:
+    """A key URI fit for messages and logs: any ``pin-value`` removed, never an exception."""
+    try:
+        parsed = KeyUri.parse(uri)
+    except MalformedInputError:
+        return "<malformed key URI>"
+    query = {k: v for k, v in parsed.query.items() if k != "pin-value"}
+    return str(KeyUri(parsed.scheme, parsed.path, query))
+
+
 def _attrs(text: str, sep: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in filter(None, text.split(sep)):
