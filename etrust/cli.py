@@ -20,6 +20,7 @@ from typing import Any
 
 from asn1crypto import keys
 
+from etrust import devices
 from etrust.audit import AuditEvent
 from etrust.pki import init_pki
 from etrust.runtime import Runtime, open_runtime
@@ -68,7 +69,14 @@ def _write_output(path: str, data: bytes) -> None:
 
 
 def _cmd_init(rt: Runtime, args: argparse.Namespace) -> int:
-    created = init_pki(rt.settings, rt.records, rt.identities, rt.repository, rt.keystore)
+    created = init_pki(
+        rt.settings,
+        rt.records,
+        rt.identities,
+        rt.repository,
+        rt.keys,
+        key_uris=_key_uris(args.key_uri),
+    )
     if args.demo:
         from etrust.demo import seed_demo
 
@@ -82,6 +90,24 @@ def _cmd_init(rt: Runtime, args: argparse.Namespace) -> int:
         f"home {rt.settings.home}: "
         + (f"created {', '.join(created)}" if created else "already initialised, nothing to do"),
     )
+    return 0
+
+
+def _key_uris(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        name, eq, uri = pair.partition("=")
+        if not eq or not uri:
+            raise MalformedInputError(
+                "--key-uri takes NAME=URI, e.g. issuing-rsa=pkcs11:token=ca;object=issuing-rsa"
+            )
+        out[name] = uri
+    return out
+
+
+def _cmd_device_probe(rt: Runtime | None, args: argparse.Namespace) -> int:
+    """Always JSON: what a device offers is a nested structure, best read as such."""
+    print(json.dumps(devices.probe(args.uri), ensure_ascii=False, indent=2, default=str))
     return 0
 
 
@@ -365,6 +391,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--demo", action="store_true", help="also create demo certificates and an API client"
     )
+    p.add_argument(
+        "--key-uri",
+        action="append",
+        default=[],
+        metavar="NAME=URI",
+        help="put CA NAME's key on a device (pkcs11:, skf:, sdf:); repeatable",
+    )
+
+    device = sub.add_parser("device", help="signing hardware").add_subparsers(
+        dest="device_command", required=True
+    )
+    p = command(
+        "probe", _cmd_device_probe, "what a PKCS#11 token, SKF key or SDF card offers", device
+    )
+    p.add_argument("uri")
 
     ca = sub.add_parser("ca", help="certificate authorities").add_subparsers(
         dest="ca_command", required=True
@@ -509,7 +550,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(args.home)
         # verify --trust needs no home (nor its keys); init is the one command that creates one.
-        if not (args.handler is _cmd_verify and args.trust):
+        if not ((args.handler is _cmd_verify and args.trust) or args.handler is _cmd_device_probe):
             rt = open_runtime(settings, create=args.handler is _cmd_init)
         code: int = args.handler(rt, args)
         return code

@@ -7,12 +7,13 @@ same key instead of failing on the existing label.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from asn1crypto import x509
 
+from etrust.devices import key_on_device, stored_uri
 from etrust.settings import Settings
 from etrust.store import (
     CaRecordStore,
@@ -23,13 +24,19 @@ from etrust.store import (
 from trust.ca import CertificateAuthority, self_signed_root
 from trust.certificates import load_certificate, make_name
 from trust.clock import Clock, system_clock
-from trust.errors import CaNotFoundError, CertificateNotFoundError, KeyNotFoundError
+from trust.errors import (
+    CaNotFoundError,
+    CertificateNotFoundError,
+    KeyNotFoundError,
+    MalformedInputError,
+)
 from trust.keys import KeyHandle, KeyRegistry
 from trust.ocsp import delegate
 from trust.profiles import IssuerPointers
 from trust.softkeys import SoftwareKeyStore
 
 KINDS = {"sm2": "sm2", "rsa": "rsa-2048"}
+KINDS_KEY_TYPE = {"sm2": "sm2", "rsa-2048": "rsa"}
 """Hierarchy kind -> key spec of its CA keys (RSA CAs could be 3072/4096 by setting)."""
 KIND_LABEL = {"sm2": "SM2", "rsa": "RSA"}
 RENEW_BEFORE = timedelta(days=30)
@@ -92,11 +99,26 @@ class Pki:
         return self.ca(matches[0].issuer)
 
 
-def _get_or_create_key(store: SoftwareKeyStore, label: str, spec: str) -> KeyHandle:
+def _get_or_create_key(keys: KeyRegistry, label: str, spec: str) -> KeyHandle:
+    store = keys.backend("soft")
     try:
         return store.find(f"soft:object={label}")
     except KeyNotFoundError:
         return store.generate(label, spec)
+
+
+def _ca_key(
+    keys: KeyRegistry, key_uris: Mapping[str, str], name: str, spec: str
+) -> tuple[KeyHandle, str]:
+    """The key for CA ``name`` and the URI to record: on a device if ``key_uris`` says so."""
+    uri = key_uris.get(name)
+    if uri is None:
+        key = _get_or_create_key(keys, name, spec)
+        return key, key.key_uri
+    key = key_on_device(keys, uri, name, spec)
+    if key.key_type != KINDS_KEY_TYPE[spec]:
+        raise MalformedInputError(f"{name} needs a {spec} key; the device key is {key.key_type}")
+    return key, stored_uri(uri)
 
 
 def init_pki(
@@ -104,19 +126,28 @@ def init_pki(
     records: CaRecordStore,
     identities: ServiceIdentityStore,
     repository: SqlCertificateRepository,
-    keystore: SoftwareKeyStore,
+    keys: KeyRegistry,
     *,
+    key_uris: Mapping[str, str] | None = None,
     clock: Clock = system_clock,
     log: Callable[[str], None] = lambda _msg: None,
 ) -> list[str]:
-    """Create the SM2 and RSA hierarchies that are missing; return the names created."""
+    """Create the SM2 and RSA hierarchies that are missing; return the names created.
+
+    ``key_uris`` puts a CA's key on a device (``{"issuing-rsa": "pkcs11:..."}``); the others
+    live in the home's software keystore.
+    """
+    unknown = set(key_uris or {}) - set(ca_names())
+    if unknown:
+        raise MalformedInputError(f"--key-uri names unknown CAs: {', '.join(sorted(unknown))}")
+    device_keys = dict(key_uris or {})
     naming = settings.naming
     created: list[str] = []
     for kind, spec in KINDS.items():
         root_name, issuing_name = f"root-{kind}", f"issuing-{kind}"
         root_record = records.get(root_name)
         if root_record is None:
-            key = _get_or_create_key(keystore, root_name, spec)
+            key, key_uri = _ca_key(keys, device_keys, root_name, spec)
             subject = make_name(
                 {
                     "C": naming.country,
@@ -125,12 +156,12 @@ def init_pki(
                 }
             )
             cert = self_signed_root(key, subject, now=clock(), policies=naming.policy_oids)
-            records.save(root_name, key.key_uri, cert.dump(), parent=None)
+            records.save(root_name, key_uri, cert.dump(), parent=None)
             log(f"created {root_name}")
             created.append(root_name)
         if records.get(issuing_name) is None:
-            root = _load_ca(settings, records, repository, keystore, root_name, clock)
-            key = _get_or_create_key(keystore, issuing_name, spec)
+            root = _load_ca(settings, records, repository, keys, root_name, clock)
+            key, key_uri = _ca_key(keys, device_keys, issuing_name, spec)
             subject = make_name(
                 {
                     "C": naming.country,
@@ -139,11 +170,11 @@ def init_pki(
                 }
             )
             cert = root.issue(key.public_key_info, subject, "issuing-ca")
-            records.save(issuing_name, key.key_uri, cert.dump(), parent=root_name)
+            records.save(issuing_name, key_uri, cert.dump(), parent=root_name)
             log(f"created {issuing_name}")
             created.append(issuing_name)
-        issuing = _load_ca(settings, records, repository, keystore, issuing_name, clock)
-        created += _init_services(kind, spec, issuing, identities, keystore, clock)
+        issuing = _load_ca(settings, records, repository, keys, issuing_name, clock)
+        created += _init_services(kind, spec, issuing, identities, keys, clock)
     return created
 
 
@@ -152,7 +183,7 @@ def _init_services(
     spec: str,
     issuing: CertificateAuthority,
     identities: ServiceIdentityStore,
-    keystore: SoftwareKeyStore,
+    keys: KeyRegistry,
     clock: Clock,
 ) -> list[str]:
     """The issuing CA's delegated OCSP responder and the hierarchy's TSA: created if missing,
@@ -167,7 +198,7 @@ def _init_services(
         existing = identities.get(name)
         if existing is not None and not _expiring(existing, clock()):
             continue
-        key = _get_or_create_key(keystore, name, spec)
+        key = _get_or_create_key(keys, name, spec)
         title = {"ocsp": "OCSP 响应服务", "tsa": "时间戳服务", "audit": "审计日志签名"}[purpose]
         subject = make_name({"C": "CN", "O": organization, "CN": f"{title}（{KIND_LABEL[kind]}）"})
         if purpose == "ocsp":
@@ -191,7 +222,7 @@ def _load_ca(
     settings: Settings,
     records: CaRecordStore,
     repository: SqlCertificateRepository,
-    keys: SoftwareKeyStore | KeyRegistry,
+    keys: KeyRegistry,
     name: str,
     clock: Clock,
 ) -> CertificateAuthority:

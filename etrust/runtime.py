@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from etrust.approvals import DualControl
 from etrust.audit import AuditEvent, AuditLog
 from etrust.db import make_engine, migrate, session_factory
+from etrust.devices import key_registry
 from etrust.pki import AUDIT_IDENTITY, Pki, open_keystore, open_pki
 from etrust.settings import Settings
 from etrust.store import (
@@ -88,6 +89,6 @@ def open_runtime(settings: Settings, *, create: bool = False) -> Runtime:
         repository=SqlCertificateRepository(sessions),
         clients=ApiClientStore(sessions),
         keystore=keystore,
-        keys=KeyRegistry(keystore),
+        keys=key_registry(keystore),
         sessions=sessions,
     )

@@ -23,7 +23,7 @@ MODULE = os.environ.get("ETRUST_TEST_PKCS11_MODULE", "/usr/lib/softhsm/libsofths
 USER_PIN = "24681357"
 SO_PIN = "13572468"
 
-TOKENS = 12
+TOKENS = 16
 """Tokens made per test run; raise it when more tests need a fresh token."""
 
 

@@ -302,7 +302,7 @@ def test_init_renews_service_certificates_before_they_expire(tmp_path: Path) -> 
         ocsp_cert = load_certificate(before["ocsp-issuing-sm2"].certificate_der)
         late = ocsp_cert.not_valid_after - timedelta(days=10)
         renewed = init_pki(
-            rt.settings, rt.records, rt.identities, rt.repository, rt.keystore, clock=lambda: late
+            rt.settings, rt.records, rt.identities, rt.repository, rt.keys, clock=lambda: late
         )
         assert "ocsp-issuing-sm2 (certificate renewed)" in renewed
         assert not any(name.startswith("tsa-") for name in renewed)  # TSA certs last 5 years
@@ -312,7 +312,7 @@ def test_init_renews_service_certificates_before_they_expire(tmp_path: Path) -> 
         assert fresh.public_key.dump() == ocsp_cert.public_key.dump()  # same key, new certificate
         assert after["tsa-sm2"] == before["tsa-sm2"]
         again = init_pki(
-            rt.settings, rt.records, rt.identities, rt.repository, rt.keystore, clock=lambda: late
+            rt.settings, rt.records, rt.identities, rt.repository, rt.keys, clock=lambda: late
         )
         assert again == []
     finally:
