@@ -7,7 +7,7 @@ import importlib
 import os
 import platform
 
-SECTIONS = ("crypto", "issue", "chain", "ocsp")
+SECTIONS = ("crypto", "issue", "chain", "ocsp", "backends")
 
 
 def main() -> None:

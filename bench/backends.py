@@ -1,4 +1,5 @@
-"""Signatures/s through the PKCS#11 backend on SoftHSM2, against raw python-pkcs11 in the same run.
+"""Signatures/s per key backend (software SM2 and RSA, SoftHSM2 P-256 and RSA-2048 through PKCS#11,
+the SKF simulator's SM2), with 1 and 8 concurrent callers; PKCS#11 against raw python-pkcs11.
 
 Run alone (``python -m bench.backends``) or from a process that has not loaded SoftHSM yet:
 the module reads ``SOFTHSM2_CONF`` once, so the throw-away token directory is set up first.
@@ -99,7 +100,51 @@ def run(seconds: float) -> list[str]:
             lines.append(row(f"SoftHSM {name} sign, 1 caller (vs raw)", ours_1, raw_1, ">= 0.8x"))
             lines.append(row(f"SoftHSM {name} sign, 8 callers (vs raw)", ours_8, raw_8, ">= 0.8x"))
         backend.close()
+        return lines + _software(seconds) + _skf(seconds)
+
+
+def _software(seconds: float) -> list[str]:
+    from trust.softkeys import SoftwareKeyStore
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SoftwareKeyStore.open(Path(tmp) / "keys")
+        lines = []
+        for spec in ("sm2", "rsa-2048"):
+            key = store.generate(spec, spec)
+
+            def sign(k: Any = key) -> Callable[[], object]:
+                return lambda: k.sign(b"x" * 64)
+
+            lines.append(row(f"software {spec} sign, 1 caller", rate(sign(), seconds, batch=20)))
+            lines.append(row(f"software {spec} sign, 8 callers", _threaded(sign, 8, seconds)))
         return lines
+
+
+def _skf(seconds: float) -> list[str]:
+    """The SKF simulator (built with gcc, SM2 through libcrypto) through our ctypes adapter."""
+    from hsm_adapters.skf import SkfBackend
+    from tests.skfsim import Container, SkfSimulator, build_simulator
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        library = build_simulator(folder, 32)
+        key_pem = subprocess.run(
+            ["openssl", "genpkey", "-algorithm", "SM2"], capture_output=True, check=True, timeout=60
+        ).stdout
+        SkfSimulator(library, 32).provision(folder / "device", [Container("seal", key_pem)])
+        uri = f"skf:container=seal?module-path={library}&ulong=32&pin-value=11223344"
+        key = SkfBackend().find(uri)
+
+        def sign() -> Callable[[], object]:
+            return lambda: key.sign(b"x" * 64)
+
+        return [
+            row("SKF simulator SM2 sign, 1 caller", rate(sign(), seconds, batch=20)),
+            row(
+                "SKF simulator SM2 sign, 8 callers (one USB key: serial)",
+                _threaded(sign, 8, seconds),
+            ),
+        ]
 
 
 if __name__ == "__main__":

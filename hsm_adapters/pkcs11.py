@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import queue
 import re
 import secrets
 import threading
@@ -47,7 +48,7 @@ from hsm_adapters.pkcs11_lib import (
     vendor_mechanism,
 )
 from trust import asn1_gm
-from trust.algorithms import DEFAULT_FOR_KEY, SignatureAlgorithm, check_key_matches
+from trust.algorithms import DEFAULT_FOR_KEY, SignatureAlgorithm
 from trust.algorithms import KeyType as OurKeyType
 from trust.errors import (
     ConfigurationError,
@@ -58,6 +59,7 @@ from trust.errors import (
     MalformedInputError,
     MechanismUnsupportedError,
     PinIncorrectError,
+    UnsupportedAlgorithmError,
 )
 from trust.keys import KeyUri, check_label, key_type_of_spec, redact_uri, rsa_bits_of_spec
 from trust.sm2 import DEFAULT_ID, raw_signature, z_value
@@ -132,9 +134,11 @@ class _TokenPool:
         self._pin: str | None = None  # kept in memory only, to log in again after a reconnect
         self._pin_rejected = False
         self.size = size if module.thread_safe else 1
-        self._slots = threading.BoundedSemaphore(self.size)
         self._lock = threading.Lock()
-        self._idle: list[_Session] = []
+        # Idle sessions wait in a C-level queue (cheap under contention); ``None`` in it wakes
+        # a borrower to open a session in place of one that was dropped.
+        self._idle: queue.SimpleQueue[_Session | None] = queue.SimpleQueue()
+        self._open_count = 0
         self._all: list[_Session] = []
         self._generation = 0
         self._logged_in = False
@@ -213,28 +217,72 @@ class _TokenPool:
     @contextmanager
     def session(self) -> Iterator[_Session]:
         """Borrow a session; blocks while all ``size`` sessions are in use."""
-        serial = contextlib.nullcontext() if self.module.thread_safe else self.module.call_lock
-        with self._slots, serial:
-            with self._lock:
-                pooled = self._idle.pop() if self._idle else None
-            if pooled is None:
-                pooled = self._open()
-            try:
-                yield pooled
-            finally:
-                with self._lock:
-                    current = pooled.generation == self._generation
-                    if current:
-                        self._idle.append(pooled)
-                if not current and pooled.closable:
-                    _close_quietly(pooled.session)
+        pooled = self._borrow()
+        try:
+            yield pooled
+        finally:
+            self._give_back(pooled)
+
+    def _borrow(self) -> _Session:
+        if not self.module.thread_safe:
+            self.module.call_lock.acquire()
+        try:
+            while True:
+                try:
+                    pooled = self._idle.get_nowait()
+                except queue.Empty:
+                    pooled = self._open_or_wait()
+                if pooled is None:  # a slot was freed: claim it (or wait) like anyone else
+                    continue
+                if pooled.generation == self._generation:
+                    return pooled
+                self._drop(pooled)
+        except BaseException:
+            if not self.module.thread_safe:
+                self.module.call_lock.release()
+            raise
+
+    def _open_or_wait(self) -> _Session | None:
+        with self._lock:
+            room = self._open_count < self.size
+            if room:
+                self._open_count += 1
+        if not room:
+            return self._idle.get()  # blocks until a session (or a freed slot) comes back
+        try:
+            return self._open()
+        except BaseException:
+            self._free_slot()
+            raise
+
+    def _free_slot(self) -> None:
+        with self._lock:
+            self._open_count -= 1
+        self._idle.put(None)
+
+    def _drop(self, pooled: _Session) -> None:
+        """A session of an old generation: close it if it may be, and free its slot."""
+        if pooled.closable:
+            _close_quietly(pooled.session)
+        self._free_slot()
+
+    def _give_back(self, pooled: _Session) -> None:
+        if pooled.generation == self._generation:
+            self._idle.put(pooled)
+        else:
+            self._drop(pooled)
+        if not self.module.thread_safe:
+            self.module.call_lock.release()
 
     def run(self, what: str, op: Callable[[_Session], T]) -> T:
         """Run ``op`` on a pooled session; once more on a fresh one if the token went away."""
         for attempt in (1, 2):
             try:
-                with self.session() as pooled:
+                pooled = self._borrow()
+                try:
                     return op(pooled)
+                finally:
+                    self._give_back(pooled)
             except RECONNECT_ERRORS as exc:
                 self.reset(dead=isinstance(exc, DEAD_SESSION_ERRORS))
                 if attempt == 2:
@@ -251,19 +299,15 @@ class _TokenPool:
 
         Dead handles (device removed, sessions closed) are dropped, not closed: a module may
         hand the same handle number to a new session, which closing the old one would kill.
-        Live ones are closed when idle, or when their borrower gives them back.
+        Live ones are closed as they come out of the pool or are given back.
         """
         with self._lock:
             self._generation += 1
             stale, self._all = self._all, []
-            idle, self._idle = self._idle, []
             self._logged_in = False
             self._token = None
             for pooled in stale:
                 pooled.closable = not dead
-        if not dead:
-            for pooled in idle:
-                _close_quietly(pooled.session)
 
     def forget_key(self, key_id: bytes) -> None:
         with self._lock:
@@ -423,7 +467,10 @@ class Pkcs11Key:
         sm2_id: bytes = DEFAULT_ID,
     ) -> bytes:
         alg = algorithm or DEFAULT_FOR_KEY[self._key_type]
-        check_key_matches(alg, self._spki)
+        if alg.key_type != self._key_type:
+            raise UnsupportedAlgorithmError(
+                f"{alg.name} cannot be used with a {self._key_type} key"
+            )
         if not isinstance(data, bytes | bytearray | memoryview):
             raise MalformedInputError("only bytes can be signed")
         data = bytes(data)
@@ -438,7 +485,7 @@ class Pkcs11Key:
                 )
             return bytes(key.sign(payload, mechanism=mechanism, mechanism_param=param))
 
-        raw = backend._pool.run(f"signing with {self._uri}", op)
+        raw = backend._pool.run("signing", op)
         return post(raw)
 
 

@@ -142,6 +142,10 @@ def load_module(path: str) -> Module:
                 lib = _PreinitialisedLib(real)
             except p11x.PKCS11Error as exc:
                 raise DeviceUnavailableError(f"PKCS#11 module {path}: {exc!r}") from exc
+            # Kept for the life of the process: at interpreter exit the subclass is torn down
+            # before the library object, and python-pkcs11's __dealloc__ would then fail noisily
+            # looking up ``unload``. The module stays loaded until the process ends anyway.
+            ctypes.pythonapi.Py_IncRef(ctypes.py_object(lib))
             # So pkcs11.lib(path) elsewhere in the process returns this object instead of
             # calling C_Initialize(NULL) a second time (which the module would refuse).
             loaded[path] = loaded[real] = lib

@@ -62,8 +62,19 @@ def der_signature(r: int, s: int) -> bytes:
 
 
 def raw_signature(r_bytes: bytes, s_bytes: bytes) -> bytes:
-    """DER from big-endian r and s of any width (left-padded device fields, 32 or 64 bytes)."""
-    return der_signature(int.from_bytes(r_bytes, "big"), int.from_bytes(s_bytes, "big"))
+    """DER from big-endian r and s of any width (left-padded device fields, 32 or 64 bytes).
+
+    Works on the bytes (no integer round trip): it runs once per device signature.
+    """
+    parts = []
+    for value in (r_bytes, s_bytes):
+        stripped = bytes(value).lstrip(b"\x00")
+        if not stripped or len(stripped) > 32:
+            raise MalformedInputError("SM2/ECDSA signature values out of range")
+        if stripped[0] & 0x80:
+            stripped = b"\x00" + stripped
+        parts.append(b"\x02" + bytes((len(stripped),)) + stripped)
+    return der.sequence(*parts)
 
 
 class _Lib:

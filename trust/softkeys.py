@@ -29,7 +29,6 @@ from trust.algorithms import (
     DEFAULT_FOR_KEY,
     KeyType,
     SignatureAlgorithm,
-    check_key_matches,
     pss_padding,
 )
 from trust.errors import (
@@ -37,6 +36,7 @@ from trust.errors import (
     KeyNotFoundError,
     KeyStoreLockedError,
     MalformedInputError,
+    UnsupportedAlgorithmError,
 )
 from trust.keys import KeyUri, check_label, key_type_of_spec, rsa_bits_of_spec
 from trust.sm2 import DEFAULT_ID, Sm2PrivateKey
@@ -88,7 +88,10 @@ class SoftwareKey:
         sm2_id: bytes = DEFAULT_ID,
     ) -> bytes:
         alg = algorithm or DEFAULT_FOR_KEY[self._key_type]
-        check_key_matches(alg, self._spki)
+        if alg.key_type != self._key_type:  # cheaper than re-reading the SPKI per signature
+            raise UnsupportedAlgorithmError(
+                f"{alg.name} cannot be used with a {self._key_type} key"
+            )
         private = self._private
         if isinstance(private, Sm2PrivateKey):
             return private.sign(data, sm2_id)
