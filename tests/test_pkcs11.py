@@ -19,7 +19,7 @@ from pkcs11 import exceptions as p11x
 from hsm_adapters.pkcs11 import Pkcs11Backend, Pkcs11Key, parse_id, probe
 from hsm_adapters.pkcs11_lib import map_error
 from tests.conftest import openssl
-from tests.softhsm import SoftHsm, Token, softhsm, softhsm_token  # noqa: F401 (fixtures)
+from tests.softhsm import SoftHsm, Token
 from trust.algorithms import ECDSA_P256_SHA256, RSA_PKCS1_SHA256, RSA_PSS_SHA256, SM2_SM3
 from trust.ca import CertificateAuthority, self_signed_root
 from trust.certificates import make_name, to_pem
@@ -41,7 +41,7 @@ from trust.softkeys import SoftwareKeyStore
 
 
 @pytest.fixture(scope="module")
-def shared(softhsm: SoftHsm) -> tuple[Token, Pkcs11Backend, Pkcs11Key, Pkcs11Key]:  # noqa: F811
+def shared(softhsm: SoftHsm) -> tuple[Token, Pkcs11Backend, Pkcs11Key, Pkcs11Key]:
     """One token with an RSA-2048 and a P-256 key, for the tests that only sign."""
     token = softhsm.take_token()
     backend = Pkcs11Backend.from_uri(token.uri())
@@ -119,7 +119,7 @@ def test_openssl_verifies_both(
         assert b"Verified OK" in out.stdout
 
 
-def test_find_list_destroy(softhsm_token: Token) -> None:  # noqa: F811
+def test_find_list_destroy(softhsm_token: Token) -> None:
     backend = Pkcs11Backend(softhsm_token.module, softhsm_token.label, pin=softhsm_token.pin)
     key = backend.generate("seal-key", "ec-p256")
     other = backend.generate("other", "ec-p256")
@@ -182,7 +182,7 @@ def test_sm2_needs_a_vendor_mechanism(shared: tuple[Token, Pkcs11Backend, Any, A
     assert not [u for u in backend.list() if "sm2-key" in u]
 
 
-def test_wrong_pin_is_tried_once(softhsm_token: Token) -> None:  # noqa: F811
+def test_wrong_pin_is_tried_once(softhsm_token: Token) -> None:
     wrong = Pkcs11Backend(softhsm_token.module, softhsm_token.label, pin="99999999")
     for _ in range(3):
         with pytest.raises(PinIncorrectError) as info:
@@ -197,7 +197,7 @@ def test_wrong_pin_is_tried_once(softhsm_token: Token) -> None:  # noqa: F811
     assert right.list() == []
 
 
-def test_pin_sources(softhsm_token: Token, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+def test_pin_sources(softhsm_token: Token, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pin_file = tmp_path / "pin.txt"
     pin_file.write_text(softhsm_token.pin + "\n")
     pin_file.chmod(0o600)
@@ -217,7 +217,7 @@ def test_error_mapping() -> None:
     assert isinstance(map_error(p11x.MechanismInvalid(), "sign"), MechanismUnsupportedError)
 
 
-def test_missing_token_and_module(softhsm: SoftHsm) -> None:  # noqa: F811
+def test_missing_token_and_module(softhsm: SoftHsm) -> None:
     with pytest.raises(DeviceUnavailableError):
         Pkcs11Backend(softhsm.module, "no-such-token", pin="1234").list()
     with pytest.raises(DeviceUnavailableError):
@@ -255,7 +255,7 @@ def test_concurrent_signing(shared: tuple[Token, Pkcs11Backend, Any, Any]) -> No
 
 # python-pkcs11 finalises the search of a dead session in __del__ and reports that failure there.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-def test_reconnects_after_sessions_are_closed_behind_its_back(softhsm_token: Token) -> None:  # noqa: F811
+def test_reconnects_after_sessions_are_closed_behind_its_back(softhsm_token: Token) -> None:
     backend = Pkcs11Backend(softhsm_token.module, softhsm_token.label, pin=softhsm_token.pin)
     key = backend.generate("k", "ec-p256")
     ECDSA_P256_SHA256.verify(key.public_key_info, key.sign(b"before"), b"before")
@@ -294,7 +294,7 @@ def test_probe(shared: tuple[Token, Pkcs11Backend, Any, Any]) -> None:
     assert wrong["slots"][0]["login"] in ("done", "PIN_INCORRECT")
 
 
-def test_issuing_ca_key_in_the_token(softhsm_token: Token, tmp_path: Path) -> None:  # noqa: F811
+def test_issuing_ca_key_in_the_token(softhsm_token: Token, tmp_path: Path) -> None:
     """Root in software, issuing CA key in SoftHSM: OpenSSL accepts the leaf and the CRL."""
     now = datetime.now(UTC)
     store = SoftwareKeyStore.open(tmp_path / "keys")
