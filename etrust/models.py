@@ -253,3 +253,36 @@ class ApprovalRow(Base):
     officer: Mapped[str] = mapped_column(String(NAME_LENGTH))
     signature: Mapped[bytes] = mapped_column(LargeBinary)
     at: Mapped[datetime]
+
+
+class ManagedKeyRow(Base):
+    """A key the security officers manage through its lifecycle (see etrust.lifecycle)."""
+
+    __tablename__ = "managed_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
+    purpose: Mapped[str] = mapped_column(String(32))
+    key_uri: Mapped[str] = mapped_column(String(1024))
+    key_type: Mapped[str] = mapped_column(String(16))
+    public_key_der: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[str] = mapped_column(String(16))
+    certificate_der: Mapped[bytes | None] = mapped_column(LargeBinary)
+    ca_name: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    replaced_by: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class KeyEventRow(Base):
+    """One state change of a managed key: who, why, from what to what."""
+
+    __tablename__ = "key_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key_name: Mapped[str] = mapped_column(String(NAME_LENGTH), ForeignKey("managed_keys.name"))
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime]

@@ -69,6 +69,8 @@ TABLES = {
     "security_officers",
     "approval_requests",
     "approvals",
+    "managed_keys",
+    "key_events",
 }
 BEIJING = timezone(timedelta(hours=8))
 NOW = datetime(2025, 11, 27, 9, 30, 15, 123456, tzinfo=BEIJING)
@@ -151,7 +153,7 @@ def test_migrate_creates_schema_and_is_idempotent(
     try:
         assert current_revision(engine) is None
         migrate(engine)
-        assert current_revision(engine) == head_revision() == "0003_approvals"
+        assert current_revision(engine) == head_revision() == "0004_key_lifecycle"
         assert set(inspect(engine).get_table_names()) == TABLES | {"alembic_version"}
         repo = SqlCertificateRepository(session_factory(engine))
         cert = issued()

@@ -277,3 +277,11 @@ class ApprovalError(EtrustError):
 
 class ApprovalRequiredError(ApprovalError):
     code = "APPROVAL_REQUIRED"
+
+
+class KeyStateError(KeyError_):
+    """A lifecycle step the key's state does not allow (e.g. destroying an active key)."""
+
+    code = "KEY_STATE"
+    http_status = 409
+    message_zh = "密钥状态不允许此操作"
