@@ -20,14 +20,16 @@ from typing import Any
 
 from asn1crypto import keys
 
-from etrust import devices
-from etrust.audit import AuditEvent
-from etrust.pki import init_pki
+from etrust import ceremony, devices
+from etrust.audit import AuditEvent, Outcome
+from etrust.lifecycle import TRANSITIONS
+from etrust.pki import AUDIT_IDENTITY, init_pki
 from etrust.runtime import Runtime, open_runtime
 from etrust.settings import load_settings
 from trust.ca import describe_name
 from trust.certificates import parse_serial, to_pem, unarmor
-from trust.errors import ApprovalRequiredError, EtrustError, MalformedInputError
+from trust.errors import ApprovalRequiredError, EtrustError, KeyStateError, MalformedInputError
+from trust.keys import KeyUri
 from trust.profiles import PROFILES
 from trust.repository import REVOCATION_REASONS
 
@@ -352,6 +354,136 @@ def _cmd_audit_list(rt: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
+def _approve_if_required(
+    rt: Runtime, operation: str, target: str, params: dict[str, Any], approval: str | None
+) -> None:
+    needed = rt.dual_control.required(operation)
+    if needed == 0:
+        return
+    if approval is None:
+        raise ApprovalRequiredError(
+            f"{operation} needs {needed} approvals: etrust approval request {operation} {target} "
+            + " ".join(f"--param {k}={v}" for k, v in params.items())
+            + " --as OFFICER, then --approval ID"
+        )
+    rt.dual_control.authorize(approval, operation, target, params)
+
+
+def _cmd_ceremony_run(rt: Runtime, args: argparse.Namespace) -> int:
+    text = _read(args.file)
+    parsed = ceremony.parse(text)
+    _approve_if_required(
+        rt, "ceremony.run", parsed.name, {"file_sm3": parsed.file_hash}, args.approval
+    )
+    identity = rt.identities.get(AUDIT_IDENTITY)
+    signer = rt.keys.find(identity.key_uri) if identity else None
+    document = ceremony.run(
+        parsed,
+        pki=rt.pki(),
+        keys=rt.keys,
+        lifecycle=rt.lifecycle,
+        officers=rt.dual_control.officers(),
+        actor=_actor(),
+        signer=signer,
+    )
+    transcript = document["transcript"]
+    outcome: Outcome = "success" if transcript["outcome"] == "completed" else "failure"
+    rt.record(
+        AuditEvent(
+            _actor(),
+            "ceremony.run",
+            parsed.name,
+            None,
+            parsed.file_hash,
+            outcome,
+            {"steps": len(transcript["steps"]), "outcome": transcript["outcome"]},
+        )
+    )
+    Path(args.out).write_text(json.dumps(document, ensure_ascii=False, indent=2), "utf-8")
+    _print(
+        args,
+        {
+            "outcome": transcript["outcome"],
+            "transcript": args.out,
+            "steps": len(transcript["steps"]),
+        },
+        f"ceremony {parsed.name}: {transcript['outcome']}, {len(transcript['steps'])} steps, transcript in {args.out}",
+    )
+    return 0 if outcome == "success" else 1
+
+
+def _cmd_ceremony_verify(rt: Runtime, args: argparse.Namespace) -> int:
+    try:
+        document = json.loads(_read(args.transcript))
+    except ValueError as exc:
+        raise MalformedInputError(f"{args.transcript} is not JSON") from exc
+    transcript = ceremony.verify_transcript(document, rt.audit_keys())
+    _print(
+        args,
+        {"valid": True, "ceremony": transcript["ceremony"], "outcome": transcript["outcome"]},
+        f"transcript of {transcript['ceremony']} verifies ({transcript['outcome']})",
+    )
+    return 0
+
+
+def _cmd_key_list(rt: Runtime, args: argparse.Namespace) -> int:
+    rows = [
+        {
+            "name": k.name,
+            "purpose": k.purpose,
+            "type": k.key_type,
+            "state": k.state,
+            "key_uri": k.key_uri,
+            "ca": k.ca_name,
+            "replaced_by": k.replaced_by,
+        }
+        for k in rt.lifecycle.list()
+    ]
+    text = "\n".join(
+        f"{r['name']:<24} {r['purpose']:<8} {r['type']:<8} {r['state']:<10} {r['key_uri']}"
+        for r in rows
+    )
+    _print(args, {"keys": rows}, text or "no managed keys")
+    return 0
+
+
+def _cmd_key_change(rt: Runtime, args: argparse.Namespace) -> int:
+    life = rt.lifecycle
+    target = args.state
+    if target == "rotated":
+        key = life.rotate(args.name, args.successor, _actor(), args.reason)
+    elif target == "revoked":
+        key = life.get(args.name)
+        cert = key.certificate
+        if cert is not None and key.ca_name:
+            ca = rt.pki().ca(key.ca_name)
+            if rt.repository.get_revocation(ca.name, cert.serial_number) is None:
+                ca.revoke(cert.serial_number, args.revocation_reason)
+        key = life.transition(args.name, "revoked", _actor(), args.reason)
+    elif target == "destroyed":
+        if args.confirm != args.name:
+            raise MalformedInputError(f"destroying a key needs --confirm {args.name}")
+        current = life.get(args.name)
+        _approve_if_required(
+            rt, "key.destroy", args.name, {"key_uri": current.key_uri}, args.approval
+        )
+        if "destroyed" not in TRANSITIONS[current.state]:  # checked before the key is gone
+            raise KeyStateError(f"key {args.name} is {current.state}; rotate or revoke it first")
+        rt.keys.backend(KeyUri.parse(current.key_uri).scheme).destroy(current.key_uri)
+        key = life.transition(args.name, "destroyed", _actor(), args.reason)
+    else:
+        key = life.transition(args.name, target, _actor(), args.reason)
+    _audit(
+        rt,
+        f"key.{args.command_name}",
+        args.name,
+        key_uri=key.key_uri,
+        detail={"state": key.state, "reason": args.reason},
+    )
+    _print(args, {"name": key.name, "state": key.state}, f"key {key.name} is now {key.state}")
+    return 0
+
+
 def _cmd_serve(rt: Runtime, args: argparse.Namespace) -> int:
     """Serve with uvicorn; several workers each build their own app from ETRUST_HOME."""
     import os
@@ -498,6 +630,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as", dest="officer", required=True)
     p.add_argument("--key-uri", required=True)
 
+    cer = sub.add_parser("ceremony", help="key ceremonies").add_subparsers(
+        dest="ceremony_command", required=True
+    )
+    p = command(
+        "run", _cmd_ceremony_run, "run a ceremony file and write its signed transcript", cer
+    )
+    p.add_argument("file")
+    p.add_argument("--out", required=True, help="where to write the transcript (JSON)")
+    p.add_argument("--approval", help="approval request id, where dual control applies")
+    p = command("verify", _cmd_ceremony_verify, "check a transcript's signature", cer)
+    p.add_argument("transcript")
+
+    key = sub.add_parser("key", help="managed keys").add_subparsers(
+        dest="key_command", required=True
+    )
+    command("list", _cmd_key_list, "managed keys and their states", key)
+    for name, state, help_ in (
+        ("activate", "active", "put a certified or suspended key into service"),
+        ("suspend", "suspended", "take a key out of service for now"),
+        ("revoke", "revoked", "revoke a key (and its certificate: CRL and OCSP follow)"),
+        ("destroy", "destroyed", "destroy a rotated or revoked key on its backend"),
+        ("rotate", "rotated", "retire a key in favour of its certified successor"),
+    ):
+        p = command(name, _cmd_key_change, help_, key)
+        p.set_defaults(state=state, command_name=name)
+        p.add_argument("name")
+        p.add_argument("--reason", required=True, help="why (recorded with who and when)")
+        if name == "rotate":
+            p.add_argument("--successor", required=True)
+        if name == "revoke":
+            p.add_argument(
+                "--revocation-reason",
+                default="key_compromise",
+                choices=[r for r in REVOCATION_REASONS if r != "remove_from_crl"],
+            )
+        if name == "destroy":
+            p.add_argument("--confirm", help="the key's name again")
+            p.add_argument("--approval", help="approval request id, where dual control applies")
+
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(
         dest="audit_command", required=True
     )
@@ -538,6 +709,8 @@ _AUDITED: dict[Handler, str] = {
     _cmd_officer_add: "officer.add",
     _cmd_approval_request: "approval.request",
     _cmd_approval_sign: "approval.sign",
+    _cmd_ceremony_run: "ceremony.run",
+    _cmd_key_change: "key.change",
 }
 """Commands whose failures are audited too (their successes record themselves)."""
 

@@ -13,6 +13,7 @@ from etrust.approvals import DualControl
 from etrust.audit import AuditEvent, AuditLog
 from etrust.db import make_engine, migrate, session_factory
 from etrust.devices import key_registry
+from etrust.lifecycle import KeyLifecycle
 from etrust.pki import AUDIT_IDENTITY, Pki, open_keystore, open_pki
 from etrust.settings import Settings
 from etrust.store import (
@@ -56,6 +57,10 @@ class Runtime:
     @functools.cached_property
     def dual_control(self) -> DualControl:
         return DualControl(self.sessions, self.settings.dual_control)
+
+    @functools.cached_property
+    def lifecycle(self) -> KeyLifecycle:
+        return KeyLifecycle(self.sessions)
 
     def record(self, event: AuditEvent) -> None:
         self.audit.append(event)

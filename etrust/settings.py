@@ -111,7 +111,13 @@ def _oids(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
-DUAL_CONTROL_OPERATIONS = ("ca.issue.root", "ca.issue.ca", "key.destroy", "seal.make")
+DUAL_CONTROL_OPERATIONS = (
+    "ca.issue.root",
+    "ca.issue.ca",
+    "key.destroy",
+    "seal.make",
+    "ceremony.run",
+)
 """Operations that can be put under dual control."""
 
 
