@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from etrust.api import router as api_router
+from etrust.api_security import router as security_router
 from etrust.limits import BodyLimitMiddleware
 from etrust.pki_routes import router as pki_router
 from etrust.problems import install_problem_handlers
@@ -37,4 +38,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     app.include_router(pki_router)
     app.include_router(api_router)
+    app.include_router(security_router)
     return app

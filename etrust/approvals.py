@@ -161,26 +161,51 @@ class DualControl:
 
     def approve(self, request_id: str, officer: str, key: KeyHandle) -> int:
         """Sign ``request_id`` as ``officer`` with their key; returns approvals so far."""
+        request = self._open_request(request_id, officer)
+        if self._officer_key(officer).dump() != key.public_key_info.dump():
+            raise ApprovalError(f"that key is not the one registered for officer {officer}")
+        return self._store(request, officer, key.sign(approval_message(request)))
+
+    def record_signed(self, request_id: str, officer: str, signature: bytes) -> int:
+        """Store an approval signed elsewhere (an officer's USB key at their desk, via the API).
+
+        The signature must verify with the officer's registered key over
+        :func:`approval_message`; a bad one is refused, not stored.
+        """
+        request = self._open_request(request_id, officer)
+        public = self._officer_key(officer)
+        try:
+            DEFAULT_FOR_KEY[key_type_of(public)].verify(
+                public, signature, approval_message(request)
+            )
+        except EtrustError as exc:
+            raise ApprovalError(f"the approval signature of {officer} does not verify") from exc
+        return self._store(request, officer, signature)
+
+    def _open_request(self, request_id: str, officer: str) -> ApprovalRequest:
         request = self.get(request_id)
-        now = self._clock()
         if request.status != "open":
             raise ApprovalError(f"request {request_id} is {request.status}, not open")
-        if now >= request.expires_at:
+        if self._clock() >= request.expires_at:
             raise ApprovalError(f"request {request_id} expired at {request.expires_at.isoformat()}")
         if officer == request.requester or request.requester == f"officer:{officer}":
             raise ApprovalError("the requester cannot approve their own request")
-        registered = self._officer_key(officer)
-        if registered.dump() != key.public_key_info.dump():
-            raise ApprovalError(f"that key is not the one registered for officer {officer}")
-        signature = key.sign(approval_message(request))
+        return request
+
+    def _store(self, request: ApprovalRequest, officer: str, signature: bytes) -> int:
         try:
             with transaction(self._sessions, write=True) as session:
                 session.add(
-                    ApprovalRow(request_id=request_id, officer=officer, signature=signature, at=now)
+                    ApprovalRow(
+                        request_id=request.id,
+                        officer=officer,
+                        signature=signature,
+                        at=self._clock(),
+                    )
                 )
         except IntegrityError:
             raise ApprovalError(
-                f"officer {officer} has already approved request {request_id}"
+                f"officer {officer} has already approved request {request.id}"
             ) from None
         return len(self._valid_approvals(request))
 

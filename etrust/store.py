@@ -489,7 +489,7 @@ class ServiceIdentityStore:
 
 # --------------------------------------------------------------------------- API clients
 
-API_ROLES = ("admin", "ra-officer", "department", "auditor")
+API_ROLES = ("admin", "ra-officer", "security-officer", "department", "auditor")
 """What a client may be; the web layer decides what each role may do."""
 
 _TOKEN = re.compile(r"et_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")

@@ -1,0 +1,153 @@
+"""The security officers' and auditors' API: roles, key states, signed approvals, the audit log."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from etrust.app import create_app
+from etrust.cli import main
+from etrust.runtime import open_runtime
+from etrust.settings import load_settings
+from trust.certificates import make_name
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sec-home")
+    (path / "etrust.toml").write_text('[dual_control]\n"ca.issue.root" = 2\n', "utf-8")
+    assert main(["--home", str(path), "init"]) == 0
+    rt = open_runtime(load_settings(path))
+    try:
+        for name in ("zhang", "li"):
+            rt.keystore.generate(f"officer-{name}", "sm2")
+        key = rt.keystore.generate("seal-demo", "sm2")
+        rt.lifecycle.register("seal-demo", "seal", key, "cli:test", "for the API test")
+        cert = (
+            rt.pki()
+            .ca("issuing-sm2")
+            .issue(key.public_key_info, make_name("CN=印章"), "seal-signer")
+        )
+        rt.lifecycle.certify("seal-demo", cert, "issuing-sm2", "cli:test", "issued")
+        rt.lifecycle.transition("seal-demo", "active", "cli:test", "in service")
+    finally:
+        rt.close()
+    for name in ("zhang", "li"):
+        assert (
+            main(
+                [
+                    "--home",
+                    str(path),
+                    "officer",
+                    "add",
+                    name,
+                    "--key-uri",
+                    f"soft:object=officer-{name}",
+                ]
+            )
+            == 0
+        )
+    return path
+
+
+def _token(home: Path, name: str, role: str, capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
+    capsys.readouterr()
+    assert main(["--home", str(home), "client", "create", name, "--role", role, "--json"]) == 0
+    return {"Authorization": "Bearer " + json.loads(capsys.readouterr().out)["token"]}
+
+
+@pytest.fixture(scope="module")
+def client(home: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(load_settings(home))) as c:
+        yield c
+
+
+def test_roles_and_key_states(
+    home: Path, client: TestClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    auditor = _token(home, "auditor-a", "auditor", capsys)
+    officer = _token(home, "officer-a", "security-officer", capsys)
+    ra = _token(home, "ra-a", "ra-officer", capsys)
+    assert client.get("/api/v1/keys", headers=ra).json()["code"] == "FORBIDDEN"
+    keys = client.get("/api/v1/keys", headers=auditor).json()
+    assert [(k["name"], k["state"]) for k in keys] == [("seal-demo", "active")]
+    body = {"state": "suspended", "reason": "印章保管人休假"}
+    assert (
+        client.post("/api/v1/keys/seal-demo/state", json=body, headers=auditor).status_code == 403
+    )
+    resp = client.post("/api/v1/keys/seal-demo/state", json=body, headers=officer)
+    assert resp.status_code == 200 and resp.json()["state"] == "suspended"
+    resp = client.post(
+        "/api/v1/keys/seal-demo/state",
+        json={"state": "suspended", "reason": "again"},
+        headers=officer,
+    )
+    assert (resp.status_code, resp.json()["code"]) == (409, "KEY_STATE")
+    events = client.get("/api/v1/keys/seal-demo/events", headers=auditor).json()
+    assert events[-1]["to_state"] == "suspended" and events[-1]["actor"] == "api:officer-a"
+    assert client.get("/api/v1/keys/nope/events", headers=auditor).status_code == 404
+    records = client.get("/api/v1/audit/records", headers=auditor).json()
+    assert any(r["action"] == "key.suspended" and r["actor"] == "api:officer-a" for r in records)
+    verification = client.get("/api/v1/audit/verification", headers=auditor).json()
+    assert verification["intact"] is True and verification["records"] >= 1
+
+
+def test_signed_approvals_over_the_api(
+    home: Path, client: TestClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    officer = _token(home, "officer-b", "security-officer", capsys)
+    auditor = _token(home, "auditor-b", "auditor", capsys)
+    capsys.readouterr()
+    code = main(
+        [
+            "--home",
+            str(home),
+            "approval",
+            "request",
+            "ca.issue.root",
+            "root-sm2",
+            "--param",
+            "profile=issuing-ca",
+            "--as",
+            "zhang",
+            "--json",
+        ]
+    )
+    assert code == 0
+    request_id = json.loads(capsys.readouterr().out)["id"]
+    shown = client.get(f"/api/v1/approvals/{request_id}", headers=auditor).json()
+    message = base64.b64decode(shown["message"])
+    rt = open_runtime(load_settings(home))
+    try:
+        li = rt.keys.find("soft:object=officer-li")
+        zhang = rt.keys.find("soft:object=officer-zhang")
+        good = base64.b64encode(li.sign(message)).decode()
+        own = base64.b64encode(zhang.sign(message)).decode()
+        forged = base64.b64encode(li.sign(message + b"x")).decode()
+    finally:
+        rt.close()
+    url = f"/api/v1/approvals/{request_id}/approvals"
+    assert (
+        client.post(url, json={"officer": "li", "signature": good}, headers=auditor).status_code
+        == 403
+    )
+    for body, text in (
+        ({"officer": "li", "signature": forged}, "does not verify"),
+        ({"officer": "zhang", "signature": own}, "own request"),
+        ({"officer": "li", "signature": "!!"}, "base64"),
+    ):
+        resp = client.post(url, json=body, headers=officer)
+        assert resp.status_code in (400, 403) and text in resp.json()["detail"], resp.text
+    resp = client.post(url, json={"officer": "li", "signature": good}, headers=officer)
+    assert resp.status_code == 200 and resp.json() == {
+        "id": request_id,
+        "approvals": 1,
+        "required": 2,
+    }
+    again = client.post(url, json={"officer": "li", "signature": good}, headers=officer)
+    assert again.status_code == 403 and "already approved" in again.json()["detail"]
