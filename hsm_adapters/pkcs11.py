@@ -48,8 +48,8 @@ from hsm_adapters.pkcs11_lib import (
     vendor_mechanism,
 )
 from trust import asn1_gm
-from trust.algorithms import DEFAULT_FOR_KEY, SignatureAlgorithm
 from trust.algorithms import KeyType as OurKeyType
+from trust.algorithms import SignatureAlgorithm
 from trust.errors import (
     ConfigurationError,
     DeviceUnavailableError,
@@ -59,10 +59,16 @@ from trust.errors import (
     MalformedInputError,
     MechanismUnsupportedError,
     PinIncorrectError,
-    UnsupportedAlgorithmError,
 )
-from trust.keys import KeyUri, check_label, key_type_of_spec, redact_uri, rsa_bits_of_spec
-from trust.sm2 import DEFAULT_ID, raw_signature, z_value
+from trust.keys import (
+    KeyHandleBase,
+    KeyUri,
+    check_label,
+    key_type_of_spec,
+    redact_uri,
+    rsa_bits_of_spec,
+)
+from trust.sm2 import raw_signature, z_value
 
 SCHEME = "pkcs11"
 P256_OID = "1.2.840.10045.3.1.7"
@@ -426,7 +432,7 @@ def _spki(key_type: OurKeyType, attrs: dict[Attribute, Any]) -> keys.PublicKeyIn
 # --- key handles --------------------------------------------------------------------------
 
 
-class Pkcs11Key:
+class Pkcs11Key(KeyHandleBase):
     """A private key inside a token; signing borrows a pooled session."""
 
     def __init__(
@@ -437,43 +443,12 @@ class Pkcs11Key:
         key_type: OurKeyType,
         spki: keys.PublicKeyInfo,
     ) -> None:
+        super().__init__(_key_uri(backend.token_label, label, key_id), key_type, spki)
         self._backend = backend
         self.label = label
         self.key_id = key_id
-        self._key_type = key_type
-        self._spki = spki
-        self._uri = _key_uri(backend.token_label, label, key_id)
 
-    def __repr__(self) -> str:
-        return f"Pkcs11Key({self._uri!r}, {self._key_type})"
-
-    @property
-    def key_uri(self) -> str:
-        return self._uri
-
-    @property
-    def key_type(self) -> OurKeyType:
-        return self._key_type
-
-    @property
-    def public_key_info(self) -> keys.PublicKeyInfo:
-        return self._spki
-
-    def sign(
-        self,
-        data: bytes,
-        algorithm: SignatureAlgorithm | None = None,
-        *,
-        sm2_id: bytes = DEFAULT_ID,
-    ) -> bytes:
-        alg = algorithm or DEFAULT_FOR_KEY[self._key_type]
-        if alg.key_type != self._key_type:
-            raise UnsupportedAlgorithmError(
-                f"{alg.name} cannot be used with a {self._key_type} key"
-            )
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise MalformedInputError("only bytes can be signed")
-        data = bytes(data)
+    def _sign(self, data: bytes, alg: SignatureAlgorithm, sm2_id: bytes) -> bytes:
         backend = self._backend
         mechanism, param, payload, post = backend._sign_plan(self, alg, data, sm2_id)
 

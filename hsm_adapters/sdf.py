@@ -38,7 +38,7 @@ from typing import Any
 from asn1crypto import keys
 
 from hsm_adapters.pins import resolve_pin
-from trust.algorithms import DEFAULT_FOR_KEY, KeyType, SignatureAlgorithm, check_key_matches
+from trust.algorithms import SignatureAlgorithm
 from trust.errors import (
     ConfigurationError,
     DeviceError,
@@ -49,8 +49,8 @@ from trust.errors import (
     PinIncorrectError,
     PinLockedError,
 )
-from trust.keys import KeyUri, key_type_of_spec
-from trust.sm2 import DEFAULT_ID, Sm2PublicKey, raw_signature, z_value
+from trust.keys import KeyHandleBase, KeyUri, key_type_of_spec
+from trust.sm2 import Sm2PublicKey, raw_signature, z_value
 
 SCHEME = "sdf"
 MODULE_ENV = "ETRUST_SDF_MODULE"
@@ -363,7 +363,7 @@ class _Card:
         return draws[0] != draws[1] and any(draws[0])
 
 
-class SdfKey:
+class SdfKey(KeyHandleBase):
     """A handle on an SM2 signing key inside an SDF card; it never holds the password."""
 
     def __init__(
@@ -374,46 +374,21 @@ class SdfKey:
         spki: keys.PublicKeyInfo,
         environ: Mapping[str, str],
     ) -> None:
+        # Recorded without any pin-value: key URIs get logged and stored.
+        super().__init__(str(_public(uri)), "sm2", spki)
         self._card = card
         self._env = environ
         self._index = index
         self._uri = uri
-        self._spki = spki
         point = spki["public_key"].native
         self._x = int.from_bytes(point[1:33], "big")
         self._y = int.from_bytes(point[33:65], "big")
         self._right_lock = threading.Lock()
         self._rejected = False
 
-    def __repr__(self) -> str:
-        return f"SdfKey(key-index={self._index})"
-
-    @property
-    def key_uri(self) -> str:
-        """The URI it was found by, without any ``pin-value`` (key URIs get logged and stored)."""
-        return str(_public(self._uri))
-
-    @property
-    def key_type(self) -> KeyType:
-        return "sm2"
-
-    @property
-    def public_key_info(self) -> keys.PublicKeyInfo:
-        return self._spki
-
-    def sign(
-        self,
-        data: bytes,
-        algorithm: SignatureAlgorithm | None = None,
-        *,
-        sm2_id: bytes = DEFAULT_ID,
-    ) -> bytes:
+    def _sign(self, data: bytes, alg: SignatureAlgorithm, sm2_id: bytes) -> bytes:
         """SM2 over SM3(Z || data): Z and e on the host, the private-key step in the card."""
-        alg = algorithm or DEFAULT_FOR_KEY["sm2"]
-        check_key_matches(alg, self._spki)
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise MalformedInputError("data to sign must be bytes")
-        e = hashlib.new("sm3", z_value(self._x, self._y, sm2_id) + bytes(data)).digest()
+        e = hashlib.new("sm3", z_value(self._x, self._y, sm2_id) + data).digest()
         card = self._card
         with card.session() as session:
             self._ensure_right(session)

@@ -50,12 +50,10 @@ from asn1crypto import keys
 from hsm_adapters.pins import resolve_pin
 from trust import asn1_gm
 from trust.algorithms import (
-    DEFAULT_FOR_KEY,
     RSA_PKCS1_SHA256,
     SM2_SM3,
     KeyType,
     SignatureAlgorithm,
-    check_key_matches,
 )
 from trust.certificates import load_certificate
 from trust.errors import (
@@ -70,8 +68,8 @@ from trust.errors import (
     PinIncorrectError,
     PinLockedError,
 )
-from trust.keys import KeyUri
-from trust.sm2 import DEFAULT_ID, Sm2PublicKey, raw_signature, z_value
+from trust.keys import KeyHandleBase, KeyUri
+from trust.sm2 import Sm2PublicKey, raw_signature, z_value
 
 SCHEME = "skf"
 PIN_ENV = "ETRUST_SKF_PIN"
@@ -490,7 +488,7 @@ def _public_key(api: _Api, hcon: int) -> tuple[KeyType, keys.PublicKeyInfo]:
 # ------------------------------------------------------------------ key handle
 
 
-class SkfKey:
+class SkfKey(KeyHandleBase):
     """A signing key in an SKF container; the private key never leaves the USB key."""
 
     def __init__(
@@ -503,55 +501,27 @@ class SkfKey:
         certificate: bytes | None,
         pin: Callable[[], str],
     ) -> None:
+        super().__init__(str(uri), key_type, spki)
         self._session = session
         self._uri = uri
         self._container = container
-        self._key_type = key_type
-        self._spki = spki
         self._spki_der = spki.dump()
         self._point = Sm2PublicKey(self._spki_der).point if key_type == "sm2" else (0, 0)
         self.certificate = certificate
         """DER of the signing certificate stored with the key, if any."""
         self._pin = pin
 
-    def __repr__(self) -> str:
-        return f"SkfKey({self.key_uri!r}, {self._key_type})"
-
-    @property
-    def key_uri(self) -> str:
-        return str(self._uri)
-
-    @property
-    def key_type(self) -> KeyType:
-        return self._key_type
-
-    @property
-    def public_key_info(self) -> keys.PublicKeyInfo:
-        return self._spki
-
-    def sign(
-        self,
-        data: bytes,
-        algorithm: SignatureAlgorithm | None = None,
-        *,
-        sm2_id: bytes = DEFAULT_ID,
-    ) -> bytes:
-        alg = algorithm or DEFAULT_FOR_KEY[self._key_type]
-        check_key_matches(alg, self._spki)
+    def _sign(self, data: bytes, alg: SignatureAlgorithm, sm2_id: bytes) -> bytes:
         if alg not in (SM2_SM3, RSA_PKCS1_SHA256):
             raise MechanismUnsupportedError(f"SKF USB keys cannot sign {alg.name}")
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise MalformedInputError("data to sign must be bytes")
         if alg is SM2_SM3:
-            if not isinstance(sm2_id, bytes):
-                raise MalformedInputError("the SM2 distinguishing ID must be bytes")
             x, y = self._point
-            tbs = hashlib.new("sm3", z_value(x, y, sm2_id) + bytes(data)).digest()
+            tbs = hashlib.new("sm3", z_value(x, y, sm2_id) + data).digest()
         else:
-            tbs = _SHA256_DIGEST_INFO + hashlib.sha256(bytes(data)).digest()
+            tbs = _SHA256_DIGEST_INFO + hashlib.sha256(data).digest()
         signature = self._session.run(lambda: self._sign_on_device(tbs), after_replug=True)
         try:
-            alg.verify(self._spki, signature, bytes(data), sm2_id=sm2_id)
+            alg.verify(self._spki, signature, data, sm2_id=sm2_id)
         except InvalidSignatureError as exc:
             raise DeviceError("the USB key returned a signature that does not verify") from exc
         return signature

@@ -6,6 +6,7 @@ so nothing above ``trust``/``hsm_adapters`` knows where a key lives.
 
 from __future__ import annotations
 
+import abc
 import re
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -115,6 +116,58 @@ class KeyHandle(Protocol):
     ) -> bytes:
         """Sign ``data`` (the hash is applied inside) with ``algorithm`` or the key's default."""
         ...
+
+
+class KeyHandleBase(abc.ABC):
+    """What every key handle shares: its identity, and the checks made before a backend signs.
+
+    Backends implement :meth:`_sign` only; the algorithm already matches the key type and the
+    data is ``bytes``. ``key_uri`` must never carry a PIN (backends pass a redacted one).
+    """
+
+    def __init__(
+        self, key_uri: str, key_type: KeyType, public_key_info: keys.PublicKeyInfo
+    ) -> None:
+        self._key_uri = key_uri
+        self._key_type: KeyType = key_type
+        self._spki = public_key_info
+
+    def __repr__(self) -> str:  # never the key itself
+        return f"{type(self).__name__}({self._key_uri!r}, {self._key_type})"
+
+    @property
+    def key_uri(self) -> str:
+        return self._key_uri
+
+    @property
+    def key_type(self) -> KeyType:
+        return self._key_type
+
+    @property
+    def public_key_info(self) -> keys.PublicKeyInfo:
+        return self._spki
+
+    def sign(
+        self,
+        data: bytes,
+        algorithm: SignatureAlgorithm | None = None,
+        *,
+        sm2_id: bytes = DEFAULT_ID,
+    ) -> bytes:
+        alg = algorithm or DEFAULT_FOR_KEY[self._key_type]
+        if alg.key_type != self._key_type:  # cheaper than re-reading the SPKI per signature
+            raise UnsupportedAlgorithmError(
+                f"{alg.name} cannot be used with a {self._key_type} key"
+            )
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise MalformedInputError("only bytes can be signed")
+        if not isinstance(sm2_id, bytes):
+            raise MalformedInputError("the SM2 distinguishing ID must be bytes")
+        return self._sign(bytes(data), alg, sm2_id)
+
+    @abc.abstractmethod
+    def _sign(self, data: bytes, algorithm: SignatureAlgorithm, sm2_id: bytes) -> bytes:
+        """Sign ``data`` (hashing inside) with ``algorithm``, already checked against the key."""
 
 
 def default_algorithm(key: KeyHandle) -> SignatureAlgorithm:

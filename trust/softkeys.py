@@ -26,7 +26,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from trust.algorithms import (
-    DEFAULT_FOR_KEY,
     KeyType,
     SignatureAlgorithm,
     pss_padding,
@@ -36,10 +35,9 @@ from trust.errors import (
     KeyNotFoundError,
     KeyStoreLockedError,
     MalformedInputError,
-    UnsupportedAlgorithmError,
 )
-from trust.keys import KeyUri, check_label, key_type_of_spec, rsa_bits_of_spec
-from trust.sm2 import DEFAULT_ID, Sm2PrivateKey
+from trust.keys import KeyHandleBase, KeyUri, check_label, key_type_of_spec, rsa_bits_of_spec
+from trust.sm2 import Sm2PrivateKey
 
 SCHEME = "soft"
 _KEK_CHECK = b"etrust key-encryption key check v1"
@@ -56,48 +54,22 @@ def _unb64(text: str) -> bytes:
     return base64.b64decode(text.encode("ascii"), validate=True)
 
 
-class SoftwareKey:
+class SoftwareKey(KeyHandleBase):
     """A key handle over a private key held in this process."""
 
     def __init__(self, label: str, key_type: KeyType, private: PrivateKey) -> None:
-        self._label = label
-        self._key_type = key_type
+        super().__init__(
+            f"{SCHEME}:object={label}", key_type, keys.PublicKeyInfo.load(_public_der(private))
+        )
         self._private = private
-        self._spki = keys.PublicKeyInfo.load(_public_der(private))
 
-    def __repr__(self) -> str:  # never the key itself
-        return f"SoftwareKey({self.key_uri!r}, {self._key_type})"
-
-    @property
-    def key_uri(self) -> str:
-        return f"{SCHEME}:object={self._label}"
-
-    @property
-    def key_type(self) -> KeyType:
-        return self._key_type
-
-    @property
-    def public_key_info(self) -> keys.PublicKeyInfo:
-        return self._spki
-
-    def sign(
-        self,
-        data: bytes,
-        algorithm: SignatureAlgorithm | None = None,
-        *,
-        sm2_id: bytes = DEFAULT_ID,
-    ) -> bytes:
-        alg = algorithm or DEFAULT_FOR_KEY[self._key_type]
-        if alg.key_type != self._key_type:  # cheaper than re-reading the SPKI per signature
-            raise UnsupportedAlgorithmError(
-                f"{alg.name} cannot be used with a {self._key_type} key"
-            )
+    def _sign(self, data: bytes, algorithm: SignatureAlgorithm, sm2_id: bytes) -> bytes:
         private = self._private
         if isinstance(private, Sm2PrivateKey):
             return private.sign(data, sm2_id)
         if isinstance(private, rsa.RSAPrivateKey):
             pad: padding.AsymmetricPadding = (
-                pss_padding() if alg.name == "rsa-pss-sha256" else padding.PKCS1v15()
+                pss_padding() if algorithm.name == "rsa-pss-sha256" else padding.PKCS1v15()
             )
             return private.sign(data, pad, hashes.SHA256())
         return private.sign(data, ec.ECDSA(hashes.SHA256()))
