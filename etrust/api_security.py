@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from etrust.api import ClientDep, require_role
 from etrust.approvals import approval_message
 from etrust.audit import AuditEvent
+from etrust.lifecycle import ManagedKey
 from etrust.pki_routes import ServicesDep
 from trust.errors import MalformedInputError
 
@@ -96,6 +97,19 @@ class ApprovalOut(BaseModel):
     required: int
 
 
+def _key_out(key: ManagedKey) -> ManagedKeyOut:
+    return ManagedKeyOut(
+        name=key.name,
+        purpose=key.purpose,
+        key_type=key.key_type,
+        key_uri=key.key_uri,
+        state=key.state,
+        ca=key.ca_name,
+        replaced_by=key.replaced_by,
+        updated_at=key.updated_at,
+    )
+
+
 @router.get("/audit/records", response_model=list[AuditRecordOut], summary="Audit records")
 def audit_records(
     client: ClientDep, services: ServicesDep, after: int = 0, limit: int = 100
@@ -138,19 +152,7 @@ def audit_verification(client: ClientDep, services: ServicesDep) -> AuditVerific
 @router.get("/keys", response_model=list[ManagedKeyOut], summary="Managed keys and their states")
 def keys(client: ClientDep, services: ServicesDep) -> list[ManagedKeyOut]:
     require_role(client, READERS)
-    return [
-        ManagedKeyOut(
-            name=k.name,
-            purpose=k.purpose,
-            key_type=k.key_type,
-            key_uri=k.key_uri,
-            state=k.state,
-            ca=k.ca_name,
-            replaced_by=k.replaced_by,
-            updated_at=k.updated_at,
-        )
-        for k in services.runtime.lifecycle.list()
-    ]
+    return [_key_out(k) for k in services.runtime.lifecycle.list()]
 
 
 @router.get(
@@ -189,16 +191,7 @@ def key_state(
             actor, f"key.{body.state}", name, key.key_uri, None, "success", {"reason": body.reason}
         )
     )
-    return ManagedKeyOut(
-        name=key.name,
-        purpose=key.purpose,
-        key_type=key.key_type,
-        key_uri=key.key_uri,
-        state=key.state,
-        ca=key.ca_name,
-        replaced_by=key.replaced_by,
-        updated_at=key.updated_at,
-    )
+    return _key_out(key)
 
 
 @router.get(
