@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from etrust.api import ClientDep, require_role
 from etrust.approvals import approval_message
 from etrust.audit import AuditEvent
-from etrust.lifecycle import ManagedKey
+from etrust.lifecycle import ManagedKey, revoke_key
 from etrust.pki_routes import ServicesDep
 from trust.errors import MalformedInputError
 
@@ -179,13 +179,9 @@ def key_state(
     rt = services.runtime
     actor = f"api:{client.name}"
     if body.state == "revoked":
-        current = rt.lifecycle.get(name)
-        cert = current.certificate
-        if cert is not None and current.ca_name:
-            ca = services.pki.ca(current.ca_name)
-            if rt.repository.get_revocation(ca.name, cert.serial_number) is None:
-                ca.revoke(cert.serial_number, "key_compromise")
-    key = rt.lifecycle.transition(name, body.state, actor, body.reason)
+        key = revoke_key(rt.lifecycle, services.pki, name, actor, body.reason)
+    else:
+        key = rt.lifecycle.transition(name, body.state, actor, body.reason)
     rt.record(
         AuditEvent(
             actor, f"key.{body.state}", name, key.key_uri, None, "success", {"reason": body.reason}

@@ -22,7 +22,7 @@ from asn1crypto import keys
 
 from etrust import ceremony, devices
 from etrust.audit import AuditEvent, Outcome
-from etrust.lifecycle import TRANSITIONS
+from etrust.lifecycle import TRANSITIONS, revoke_key
 from etrust.pki import AUDIT_IDENTITY, init_pki
 from etrust.runtime import Runtime, open_runtime
 from etrust.settings import load_settings
@@ -453,13 +453,7 @@ def _cmd_key_change(rt: Runtime, args: argparse.Namespace) -> int:
     if target == "rotated":
         key = life.rotate(args.name, args.successor, _actor(), args.reason)
     elif target == "revoked":
-        key = life.get(args.name)
-        cert = key.certificate
-        if cert is not None and key.ca_name:
-            ca = rt.pki().ca(key.ca_name)
-            if rt.repository.get_revocation(ca.name, cert.serial_number) is None:
-                ca.revoke(cert.serial_number, args.revocation_reason)
-        key = life.transition(args.name, "revoked", _actor(), args.reason)
+        key = revoke_key(life, rt.pki(), args.name, _actor(), args.reason, args.revocation_reason)
     elif target == "destroyed":
         if args.confirm != args.name:
             raise MalformedInputError(f"destroying a key needs --confirm {args.name}")

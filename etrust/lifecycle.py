@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from etrust.db import transaction
 from etrust.models import KeyEventRow, ManagedKeyRow
+from etrust.pki import Pki
 from etrust.store import check_name
 from trust.clock import Clock, system_clock
 from trust.errors import ConflictError, KeyStateError, MalformedInputError, NotFoundError
@@ -231,3 +232,23 @@ class KeyLifecycle:
             )
         )
         session.flush()
+
+
+def revoke_key(
+    lifecycle: KeyLifecycle,
+    pki: Pki,
+    name: str,
+    actor: str,
+    reason: str,
+    crl_reason: str = "key_compromise",
+) -> ManagedKey:
+    """Revoke a managed key: its certificate first (so CRL and OCSP say so), then its state."""
+    current = lifecycle.get(name)
+    if "revoked" not in TRANSITIONS[current.state]:
+        raise KeyStateError(f"key {name} is {current.state}; it cannot be revoked")
+    cert = current.certificate
+    if cert is not None and current.ca_name:
+        ca = pki.ca(current.ca_name)
+        if ca.repository.get_revocation(ca.name, cert.serial_number) is None:
+            ca.revoke(cert.serial_number, crl_reason)
+    return lifecycle.transition(name, "revoked", actor, reason)
