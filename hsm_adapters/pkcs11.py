@@ -120,6 +120,9 @@ class _Session:
     generation: int
     keys: dict[bytes, Any] = field(default_factory=dict)
     closable: bool = True
+    holds_login: bool = False
+    """It made the C_Login: python-pkcs11 closes such a session with C_Logout first, which
+    would log out every other session of the process, so it is never closed, only dropped."""
 
 
 class _TokenPool:
@@ -192,9 +195,10 @@ class _TokenPool:
                     "the token refused this PIN before; it is not tried again (fix the PIN "
                     "source and restart)"
                 )
+            holds_login = False
             try:
                 if must_login:
-                    session = self._login(token)
+                    session, holds_login = self._login(token)
                     self._logged_in = True
                 else:
                     session = token.open(rw=True)
@@ -205,20 +209,21 @@ class _TokenPool:
                 ) from exc
             except p11x.PKCS11Error as exc:
                 raise map_error(exc, "opening a PKCS#11 session") from exc
-            pooled = _Session(session, generation)
+            pooled = _Session(session, generation, holds_login=holds_login)
             self._all.append(pooled)
             return pooled
 
-    def _login(self, token: Any) -> Any:
+    def _login(self, token: Any) -> tuple[Any, bool]:
+        """A session, and whether it is the one that logged in."""
         if self._pin is None:
             self._pin = self._pin_source()
         self.login_attempts += 1
         try:
-            return token.open(rw=True, user_pin=self._pin)
+            return token.open(rw=True, user_pin=self._pin), True
         except p11x.UserAlreadyLoggedIn:
             # Another part of this process logged in (login is per application); the session
             # opened before C_Login failed, and python-pkcs11 does not hand it back.
-            return token.open(rw=True)
+            return token.open(rw=True), False
 
     @contextmanager
     def session(self) -> Iterator[_Session]:
@@ -268,7 +273,7 @@ class _TokenPool:
 
     def _drop(self, pooled: _Session) -> None:
         """A session of an old generation: close it if it may be, and free its slot."""
-        if pooled.closable:
+        if pooled.closable and not pooled.holds_login:
             _close_quietly(pooled.session)
         self._free_slot()
 

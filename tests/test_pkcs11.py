@@ -382,3 +382,19 @@ def test_pool_stays_bounded_and_recovers_while_busy(softhsm_token: Token) -> Non
         t.join(timeout=60)
     assert not errors and not any(t.is_alive() for t in threads)
     assert len(backend._pool._all) <= 2 and backend._pool._open_count <= 2
+
+
+def test_dropping_the_login_session_keeps_the_others_logged_in(softhsm_token: Token) -> None:
+    """python-pkcs11 closes the session that logged in with C_Logout, which logs out the whole
+    process: after a reset that session must be dropped without closing it."""
+    backend = Pkcs11Backend.from_uri(softhsm_token.uri(), pool_size=2)
+    key = backend.generate("login-holder", "ec-p256")
+    key.sign(b"first")  # the pool's first session logs in
+    with backend._pool.session() as holder:
+        assert holder.holds_login
+        backend._pool.reset()
+        key.sign(b"during")  # a new session, relying on the process-wide login
+    # Giving back the old login session dropped it; the new session, looking the key up
+    # afresh, still sees it (a logged-out session would not find a private key at all).
+    backend._pool.forget_key(key.key_id)
+    ECDSA_P256_SHA256.verify(key.public_key_info, key.sign(b"after"), b"after")
