@@ -115,7 +115,7 @@ def audit_records(
     client: ClientDep, services: ServicesDep, after: int = 0, limit: int = 100
 ) -> list[AuditRecordOut]:
     require_role(client, READERS)
-    if not 1 <= limit <= 1000 or after < 0:
+    if not 1 <= limit <= 1000 or not 0 <= after < 1 << 62:
         raise MalformedInputError("limit is 1-1000 and after is not negative")
     return [
         AuditRecordOut(

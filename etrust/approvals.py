@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from asn1crypto import keys
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -117,10 +117,22 @@ class DualControl:
             raise ConflictError(f"a security officer named {name} already exists") from None
 
     def officers(self) -> builtins.list[str]:
+        """Active officers (disabled ones neither approve nor witness)."""
         with transaction(self._sessions) as session:
             return list(
-                session.scalars(select(SecurityOfficerRow.name).order_by(SecurityOfficerRow.name))
+                session.scalars(
+                    select(SecurityOfficerRow.name)
+                    .where(SecurityOfficerRow.disabled.is_(False))
+                    .order_by(SecurityOfficerRow.name)
+                )
             )
+
+    def disable_officer(self, name: str) -> None:
+        with transaction(self._sessions, write=True) as session:
+            row = session.scalar(select(SecurityOfficerRow).where(SecurityOfficerRow.name == name))
+            if row is None:
+                raise NotFoundError(f"no security officer named {name}")
+            row.disabled = True
 
     def request(
         self,
@@ -136,6 +148,7 @@ class DualControl:
             raise MalformedInputError(
                 f"{operation} is not under dual control; it needs no approval"
             )
+        self._officer_key(requester)  # only an active, registered officer may ask
         now = self._clock()
         row = ApprovalRequestRow(
             id=secrets.token_hex(8),
@@ -228,16 +241,21 @@ class DualControl:
         if self._clock() >= request.expires_at:
             raise ApprovalError(f"request {request_id} has expired")
         valid = self._valid_approvals(request)
-        if len(valid) < request.required:
+        required = max(request.required, self.required(operation))  # a raised policy applies now
+        if len(valid) < required:
             raise ApprovalRequiredError(
-                f"{operation} needs {request.required} approvals from distinct officers; "
+                f"{operation} needs {required} approvals from distinct officers; "
                 f"request {request_id} has {len(valid)}"
             )
         with transaction(self._sessions, write=True) as session:
-            row = session.get(ApprovalRequestRow, request_id)
-            if row is None or row.status != "open":  # used concurrently
+            # One conditional UPDATE: of two concurrent executions exactly one sees a row.
+            result = session.execute(
+                update(ApprovalRequestRow)
+                .where(ApprovalRequestRow.id == request_id, ApprovalRequestRow.status == "open")
+                .values(status="used")
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
                 raise ApprovalError(f"request {request_id} was used already")
-            row.status = "used"
         return request
 
     def _officer_key(self, officer: str) -> keys.PublicKeyInfo:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -28,7 +28,7 @@ from etrust.models import AuditCheckpointRow, AuditHeadRow, AuditRecordRow
 from trust.algorithms import by_name
 from trust.clock import Clock, system_clock
 from trust.errors import EtrustError, MalformedInputError
-from trust.keys import KeyHandle, default_algorithm
+from trust.keys import KeyHandle, default_algorithm, redact_uri
 
 GENESIS = "0" * 64
 Outcome = Literal["success", "failure", "refused"]
@@ -122,6 +122,8 @@ class AuditLog:
     def append(self, event: AuditEvent) -> AuditRecord:
         if not event.actor or not event.action:
             raise MalformedInputError("an audit record names an actor and an action")
+        if event.key_uri is not None:  # the log is forever: never a PIN in it
+            event = replace(event, key_uri=redact_uri(event.key_uri))
         detail = json.dumps(dict(event.detail), ensure_ascii=False, sort_keys=True)
         with transaction(self._sessions, write=True) as session:
             head = session.scalar(

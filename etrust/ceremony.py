@@ -35,14 +35,14 @@ from typing import Any
 
 from asn1crypto import keys as asn1_keys
 
-from etrust.devices import key_on_device
+from etrust.devices import HARDWARE_SCHEMES, key_on_device, stored_uri
 from etrust.lifecycle import PURPOSES, KeyLifecycle
 from etrust.pki import Pki
 from etrust.store import check_name
 from trust.algorithms import DEFAULT_FOR_KEY, key_type_of
 from trust.certificates import make_name
 from trust.errors import ConfigurationError, EtrustError, InvalidSignatureError, MalformedInputError
-from trust.keys import KEY_SPECS, KeyHandle, KeyRegistry
+from trust.keys import KEY_SPECS, KeyHandle, KeyRegistry, KeyUri
 from trust.profiles import get_profile
 
 TRANSCRIPT_CONTEXT = "etrust-ceremony-transcript-v1"
@@ -91,7 +91,7 @@ def parse(text: bytes) -> Ceremony:
         raise MalformedInputError("ceremony.witnesses is a list of officer names")
     try:
         key_specs = tuple(
-            KeySpec(str(k["name"]), str(k["purpose"]), str(k["spec"]), k.get("uri"))
+            KeySpec(str(k["name"]), str(k["purpose"]), str(k["spec"]), _uri(k.get("uri")))
             for k in data.get("keys", [])
         )
         cert_specs = tuple(
@@ -107,7 +107,21 @@ def parse(text: bytes) -> Ceremony:
     )
 
 
-def check(ceremony: Ceremony, pki: Pki, lifecycle: KeyLifecycle, officers: list[str]) -> None:
+def _uri(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or KeyUri.parse(value).scheme not in HARDWARE_SCHEMES:
+        raise MalformedInputError("a key's uri is a device URI (pkcs11:, skf:, sdf:)")
+    return value
+
+
+def check(
+    ceremony: Ceremony,
+    pki: Pki,
+    lifecycle: KeyLifecycle,
+    officers: list[str],
+    keys: KeyRegistry | None = None,
+) -> None:
     """Everything that can be known before the first key is made."""
     names = [k.name for k in ceremony.keys]
     if len(set(names)) != len(names):
@@ -125,6 +139,13 @@ def check(ceremony: Ceremony, pki: Pki, lifecycle: KeyLifecycle, officers: list[
             raise MalformedInputError(
                 f"key {spec.name}: spec must be one of {', '.join(KEY_SPECS)}"
             )
+    certified = [c.key for c in ceremony.certificates]
+    if len(set(certified)) != len(certified):
+        raise MalformedInputError("a key gets at most one certificate in a ceremony")
+    soft = keys.backend("soft") if keys is not None else None
+    for spec in ceremony.keys:
+        if spec.uri is None and soft is not None and f"soft:object={spec.name}" in soft.list():
+            raise MalformedInputError(f"a software key labelled {spec.name} exists already")
     for cert in ceremony.certificates:
         if cert.key not in names:
             raise MalformedInputError(f"certificate for {cert.key}: no such key in the ceremony")
@@ -154,7 +175,7 @@ def run(
     """Make the keys, issue the certificates, and return the signed transcript."""
     if signer is None:
         raise ConfigurationError("no audit key to sign the transcript: run etrust init first")
-    check(ceremony, pki, lifecycle, officers)
+    check(ceremony, pki, lifecycle, officers, keys)
     started = datetime.now(UTC)
     steps: list[dict[str, Any]] = []
     made: dict[str, KeyHandle] = {}
@@ -166,7 +187,14 @@ def run(
                 if spec.uri
                 else keys.backend("soft").generate(spec.name, spec.spec)
             )
-            lifecycle.register(spec.name, spec.purpose, key, actor, f"ceremony {ceremony.name}")
+            lifecycle.register(
+                spec.name,
+                spec.purpose,
+                key,
+                actor,
+                f"ceremony {ceremony.name}",
+                key_uri=stored_uri(spec.uri) if spec.uri else None,
+            )
             made[spec.name] = key
             steps.append(
                 {

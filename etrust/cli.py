@@ -11,6 +11,7 @@ import contextlib
 import getpass
 import hashlib
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -186,15 +187,8 @@ def _require_approval(
     rt: Runtime, ca_name: str, profile: str, csr: bytes, approval: str | None
 ) -> None:
     operation = _issue_operation(rt, ca_name, profile)
-    if operation is None:
-        return
-    if approval is None:
-        needed = rt.dual_control.required(operation)
-        raise ApprovalRequiredError(
-            f"{operation} needs {needed} approvals: etrust approval request {operation} {ca_name} "
-            f"--profile {profile} --csr FILE --as OFFICER, then --approval ID"
-        )
-    rt.dual_control.authorize(approval, operation, ca_name, _issue_params(profile, csr))
+    if operation is not None:
+        _approve_if_required(rt, operation, ca_name, _issue_params(profile, csr), approval)
 
 
 def _cmd_officer_add(rt: Runtime, args: argparse.Namespace) -> int:
@@ -204,9 +198,25 @@ def _cmd_officer_add(rt: Runtime, args: argparse.Namespace) -> int:
         public = keys.PublicKeyInfo.load(
             unarmor(_read(args.public_key), "public key", ("PUBLIC KEY",))
         )
-    rt.dual_control.add_officer(args.name, public)
+    # New officers are approved by existing ones once there are more of them than the
+    # approvals needed (a requester plus m others); before that the first officers are being
+    # set up. Otherwise one officer could register a second identity and approve alone.
+    dc = rt.dual_control
+    if dc.required("officer.add") and len(dc.officers()) > dc.required("officer.add"):
+        fingerprint = hashlib.sha256(public.dump()).hexdigest()
+        _approve_if_required(
+            rt, "officer.add", args.name, {"public_key_sha256": fingerprint}, args.approval
+        )
+    dc.add_officer(args.name, public)
     _audit(rt, "officer.add", args.name)
     _print(args, {"officer": args.name}, f"security officer {args.name} registered")
+    return 0
+
+
+def _cmd_officer_disable(rt: Runtime, args: argparse.Namespace) -> int:
+    rt.dual_control.disable_officer(args.name)
+    _audit(rt, "officer.disable", args.name, detail={"reason": args.reason})
+    _print(args, {"officer": args.name, "disabled": True}, f"security officer {args.name} disabled")
     return 0
 
 
@@ -237,9 +247,9 @@ def _cmd_approval_request(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 def _cmd_approval_sign(rt: Runtime, args: argparse.Namespace) -> int:
-    count = rt.dual_control.approve(args.id, args.officer, rt.keys.find(args.key_uri))
+    count = rt.dual_control.approve(args.id, args.officer, key := rt.keys.find(args.key_uri))
     request = rt.dual_control.get(args.id)
-    _audit(rt, "approval.sign", args.id, key_uri=args.key_uri, detail={"officer": args.officer})
+    _audit(rt, "approval.sign", args.id, key_uri=key.key_uri, detail={"officer": args.officer})
     _print(
         args,
         {"id": args.id, "approvals": count, "required": request.required},
@@ -332,6 +342,8 @@ def _cmd_audit_checkpoint(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 def _cmd_audit_list(rt: Runtime, args: argparse.Namespace) -> int:
+    if not (0 <= args.after < 1 << 62 and 1 <= args.limit <= 10_000):
+        raise MalformedInputError("--after is a record id and --limit 1-10000")
     records = rt.audit.records(after=args.after, limit=args.limit)
     rows: list[dict[str, Any]] = [
         {
@@ -372,6 +384,9 @@ def _approve_if_required(
 def _cmd_ceremony_run(rt: Runtime, args: argparse.Namespace) -> int:
     text = _read(args.file)
     parsed = ceremony.parse(text)
+    out = Path(args.out)
+    if not out.parent.is_dir() or out.exists():
+        raise MalformedInputError(f"--out must name a new file in an existing folder: {out}")
     _approve_if_required(
         rt, "ceremony.run", parsed.name, {"file_sm3": parsed.file_hash}, args.approval
     )
@@ -458,11 +473,11 @@ def _cmd_key_change(rt: Runtime, args: argparse.Namespace) -> int:
         if args.confirm != args.name:
             raise MalformedInputError(f"destroying a key needs --confirm {args.name}")
         current = life.get(args.name)
+        if "destroyed" not in TRANSITIONS[current.state]:  # before an approval is spent
+            raise KeyStateError(f"key {args.name} is {current.state}; rotate or revoke it first")
         _approve_if_required(
             rt, "key.destroy", args.name, {"key_uri": current.key_uri}, args.approval
         )
-        if "destroyed" not in TRANSITIONS[current.state]:  # checked before the key is gone
-            raise KeyStateError(f"key {args.name} is {current.state}; rotate or revoke it first")
         rt.keys.backend(KeyUri.parse(current.key_uri).scheme).destroy(current.key_uri)
         key = life.transition(args.name, "destroyed", _actor(), args.reason)
     else:
@@ -608,6 +623,12 @@ def build_parser() -> argparse.ArgumentParser:
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--key-uri", help="the officer's key (software or USB key)")
     group.add_argument("--public-key", help="the officer's public key, PEM")
+    p.add_argument(
+        "--approval", help="approval request id, where officer.add is under dual control"
+    )
+    p = command("disable", _cmd_officer_disable, "stop an officer's approvals counting", officer)
+    p.add_argument("name")
+    p.add_argument("--reason", required=True)
 
     approval = sub.add_parser("approval", help="dual control").add_subparsers(
         dest="approval_command", required=True
@@ -701,6 +722,7 @@ _AUDITED: dict[Handler, str] = {
     _cmd_crl: "crl.sign",
     _cmd_client_create: "client.create",
     _cmd_officer_add: "officer.add",
+    _cmd_officer_disable: "officer.disable",
     _cmd_approval_request: "approval.request",
     _cmd_approval_sign: "approval.sign",
     _cmd_ceremony_run: "ceremony.run",
@@ -734,6 +756,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return failure_code
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug or an unforeseen library error: a message, not a traceback
+        logging.getLogger("etrust.cli").debug("unexpected error", exc_info=True)
+        action = _AUDITED.get(args.handler)
+        if rt is not None and action is not None:
+            with contextlib.suppress(Exception):
+                rt.record(
+                    AuditEvent(_actor(), action, None, None, None, "failure", {"error": "INTERNAL"})
+                )
+        message = f"unexpected {type(exc).__name__}; nothing more is shown (set ETRUST_DEBUG=1 for details)"
+        if os.environ.get("ETRUST_DEBUG"):
+            raise
+        if getattr(args, "json", False):
+            print(json.dumps({"error": "INTERNAL", "message": message}))
+        else:
+            print(f"error INTERNAL: {message}", file=sys.stderr)
+        return failure_code
     finally:
         if rt is not None:
             rt.close()

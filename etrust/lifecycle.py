@@ -89,9 +89,17 @@ class KeyLifecycle:
         self._clock = clock
 
     def register(
-        self, name: str, purpose: str, key: KeyHandle, actor: str, reason: str
+        self,
+        name: str,
+        purpose: str,
+        key: KeyHandle,
+        actor: str,
+        reason: str,
+        *,
+        key_uri: str | None = None,
     ) -> ManagedKey:
-        """Record a key just generated (state ``generated``)."""
+        """Record a key just generated (state ``generated``); ``key_uri`` when it is found by
+        another URI than its handle's (a device URI with its module and PIN source)."""
         check_name(name, "key name")
         if purpose not in PURPOSES:
             raise MalformedInputError(f"key purpose must be one of {', '.join(PURPOSES)}")
@@ -101,7 +109,7 @@ class KeyLifecycle:
         row = ManagedKeyRow(
             name=name,
             purpose=purpose,
-            key_uri=key.key_uri,
+            key_uri=key_uri or key.key_uri,
             key_type=key.key_type,
             public_key_der=key.public_key_info.dump(),
             state="generated",
@@ -196,7 +204,9 @@ class KeyLifecycle:
 
     @staticmethod
     def _row(session: Session, name: str) -> ManagedKeyRow:
-        row = session.scalar(select(ManagedKeyRow).where(ManagedKeyRow.name == name))
+        row = session.scalar(
+            select(ManagedKeyRow).where(ManagedKeyRow.name == name).with_for_update()
+        )
         if row is None:
             raise NotFoundError(f"no managed key named {name}")
         return row

@@ -115,10 +115,10 @@ DUAL_CONTROL_OPERATIONS = (
     "ca.issue.root",
     "ca.issue.ca",
     "key.destroy",
-    "seal.make",
     "ceremony.run",
+    "officer.add",
 )
-"""Operations that can be put under dual control."""
+"""Operations that can be put under dual control (seal making joins when seals exist)."""
 
 
 def _dual_control(value: Any) -> dict[str, int]:

@@ -55,4 +55,7 @@ def _read_pin_file(path: Path) -> str:
         raise ConfigurationError(
             f"PIN file {path} must be owned by this user and readable by it alone (chmod 600 {path})"
         )
-    return path.read_text("utf-8").strip("\r\n")
+    try:
+        return path.read_text("utf-8").strip("\r\n")
+    except (OSError, UnicodeDecodeError):  # never echo what the file holds
+        raise ConfigurationError(f"PIN file {path} is not a readable UTF-8 text file") from None

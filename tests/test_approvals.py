@@ -145,3 +145,32 @@ def test_policy_and_registration_errors(
     with pytest.raises(ConflictError):
         dc.add_officer("li", officers["li"].public_key_info)
     assert dc.officers() == ["li", "wang", "zhang"]
+
+
+def test_requester_must_be_an_active_officer_and_disabled_ones_do_not_count(
+    setup: tuple[DualControl, Clock], officers: dict[str, KeyHandle]
+) -> None:
+    dc, _ = setup
+    with pytest.raises(ApprovalError, match="not an active"):
+        dc.request(OP, TARGET, PARAMS, requester="nobody")
+    req = dc.request(OP, TARGET, PARAMS, requester="zhang")
+    dc.approve(req.id, "li", officers["li"])
+    dc.approve(req.id, "wang", officers["wang"])
+    dc.disable_officer("wang")
+    assert "wang" not in dc.officers()
+    with pytest.raises(ApprovalRequiredError, match="has 1"):
+        dc.authorize(req.id, OP, TARGET, PARAMS)
+
+
+def test_a_raised_policy_applies_to_open_requests(
+    db_sessions: sessionmaker[Session],
+    setup: tuple[DualControl, Clock],
+    officers: dict[str, KeyHandle],
+) -> None:
+    dc, clock = setup
+    req = dc.request(OP, TARGET, PARAMS, requester="zhang")
+    dc.approve(req.id, "li", officers["li"])
+    dc.approve(req.id, "wang", officers["wang"])
+    stricter = DualControl(db_sessions, {OP: 3}, clock=clock)
+    with pytest.raises(ApprovalRequiredError, match="needs 3"):
+        stricter.authorize(req.id, OP, TARGET, PARAMS)

@@ -134,3 +134,10 @@ def test_concurrent_appends_stay_contiguous(db_sessions: sessionmaker[Session]) 
         t.join()
     result = log.verify()
     assert (result.intact, result.records) == (True, 60)
+
+
+def test_no_pin_ever_reaches_the_log(db_sessions: sessionmaker[Session]) -> None:
+    log = AuditLog(db_sessions)
+    log.append(AuditEvent("cli:x", "approval.sign", key_uri="soft:object=k?pin-value=S3CRET"))
+    (record,) = log.records()
+    assert record.event.key_uri == "soft:object=k" and "S3CRET" not in repr(record)

@@ -157,6 +157,15 @@ def test_ceremony_end_to_end(home: str, tmp_path: Path, capsys: pytest.CaptureFi
         (lambda t: t.replace('spec = "rsa-2048"', 'spec = "rsa-1024"'), "spec must be"),
         (lambda t: t.replace("[ceremony]", "[oops]"), "needs [ceremony]"),
         (lambda t: t + "\nnot toml at all", "not valid TOML"),
+        (lambda t: t.replace('spec = "sm2"', 'spec = "sm2"\nuri = 5'), "device URI"),
+        (lambda t: t.replace('spec = "sm2"', 'spec = "sm2"\nuri = "soft:object=x"'), "device URI"),
+        (
+            lambda t: (
+                t + '\n[[certificates]]\nkey = "sign-hall-2026"\nca = "issuing-rsa"\n'
+                'profile = "person-signer"\nsubject = "/CN=again"\n'
+            ),
+            "at most one certificate",
+        ),
     ],
 )
 def test_bad_ceremony_files_change_nothing(
@@ -227,3 +236,17 @@ def test_ceremony_under_dual_control(
         == 0
     )
     assert run(capsys, *args, "--approval", request_id)[0] == 0
+
+
+def test_transcript_destination_is_checked_first(
+    home: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "c.toml").write_text(CEREMONY, "utf-8")
+    out = str(tmp_path / "missing" / "t.json")
+    code, _, err = run(
+        capsys, "--home", home, "ceremony", "run", str(tmp_path / "c.toml"), "--out", out
+    )
+    assert code == 1 and "existing folder" in err
+    assert json.loads(run(capsys, "--home", home, "key", "list", "--json")[1])["keys"] == []
+    code, _, err = run(capsys, "--home", home, "audit", "list", "--after", str(10**30))
+    assert code == 1 and "MALFORMED_INPUT" in err

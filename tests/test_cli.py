@@ -417,3 +417,86 @@ def test_dual_controlled_root_issuance(tmp_path: Path, capsys: pytest.CaptureFix
     code, _, err = run(capsys, *issue, "--approval", request_id)
     assert code == 1 and "used" in err  # one approval, one execution
     assert run(capsys, "--home", h, "audit", "verify")[0] == 0
+
+
+def test_new_officers_need_existing_officers_approval(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = tmp_path / "officers"
+    home.mkdir()
+    (home / "etrust.toml").write_text('[dual_control]\n"officer.add" = 1\n', "utf-8")
+    h = str(home)
+    assert main(["--home", h, "init"]) == 0
+    rt = open_runtime(load_settings(home))
+    try:
+        for name in ("zhang", "li", "zhang-alt"):
+            rt.keystore.generate(f"officer-{name}", "sm2")
+    finally:
+        rt.close()
+    for name in ("zhang", "li"):  # setting up: no one to approve yet
+        assert (
+            main(["--home", h, "officer", "add", name, "--key-uri", f"soft:object=officer-{name}"])
+            == 0
+        )
+    add_alt = [
+        "--home",
+        h,
+        "officer",
+        "add",
+        "zhang-alt",
+        "--key-uri",
+        "soft:object=officer-zhang-alt",
+    ]
+    code, _, err = run(capsys, *add_alt)
+    assert code == 1 and "APPROVAL_REQUIRED" in err
+    fingerprint = err.split("public_key_sha256=")[1].split()[0]
+    code, out, _ = run(
+        capsys,
+        "--home",
+        h,
+        "approval",
+        "request",
+        "officer.add",
+        "zhang-alt",
+        "--param",
+        f"public_key_sha256={fingerprint}",
+        "--as",
+        "zhang",
+        "--json",
+    )
+    request_id = json.loads(out)["id"]
+    code, _, err = run(
+        capsys,
+        "--home",
+        h,
+        "approval",
+        "sign",
+        request_id,
+        "--as",
+        "zhang",
+        "--key-uri",
+        "soft:object=officer-zhang",
+    )
+    assert code == 1 and "own request" in err  # zhang cannot vouch for his own second identity
+    assert (
+        run(
+            capsys,
+            "--home",
+            h,
+            "approval",
+            "sign",
+            request_id,
+            "--as",
+            "li",
+            "--key-uri",
+            "soft:object=officer-li",
+        )[0]
+        == 0
+    )
+    assert run(capsys, *add_alt, "--approval", request_id)[0] == 0
+    assert (
+        run(capsys, "--home", h, "officer", "disable", "zhang-alt", "--reason", "left the office")[
+            0
+        ]
+        == 0
+    )

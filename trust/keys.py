@@ -55,7 +55,7 @@ class KeyUri:
 
     scheme: str
     path: dict[str, str] = field(default_factory=dict)
-    query: dict[str, str] = field(default_factory=dict)
+    query: dict[str, str] = field(default_factory=dict, repr=False)  # may hold a pin-value
 
     @classmethod
     def parse(cls, uri: str) -> KeyUri:
