@@ -24,7 +24,7 @@ from asn1crypto import keys
 from etrust import ceremony, devices
 from etrust.audit import AuditEvent, Outcome
 from etrust.lifecycle import TRANSITIONS, revoke_key
-from etrust.pki import AUDIT_IDENTITY, init_pki
+from etrust.pki import init_pki
 from etrust.runtime import Runtime, open_runtime
 from etrust.settings import load_settings
 from trust.ca import describe_name
@@ -390,8 +390,7 @@ def _cmd_ceremony_run(rt: Runtime, args: argparse.Namespace) -> int:
     _approve_if_required(
         rt, "ceremony.run", parsed.name, {"file_sm3": parsed.file_hash}, args.approval
     )
-    identity = rt.identities.get(AUDIT_IDENTITY)
-    signer = rt.keys.find(identity.key_uri) if identity else None
+    signer = rt.audit_signer
     document = ceremony.run(
         parsed,
         pki=rt.pki(),

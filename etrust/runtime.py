@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import dataclass
 
 from asn1crypto.keys import PublicKeyInfo
@@ -23,11 +24,13 @@ from etrust.store import (
     SqlCertificateRepository,
 )
 from trust import sm2
-from trust.certificates import load_certificate
 from trust.clock import Clock, system_clock
 from trust.errors import ConfigurationError
-from trust.keys import KeyRegistry
+from trust.keys import KeyHandle, KeyRegistry
 from trust.softkeys import SoftwareKeyStore
+
+AUDIT_KEY_PIN = "audit-key.sha256"
+"""File in the home pinning the audit key's SPKI fingerprint, outside the database."""
 
 
 @dataclass
@@ -43,16 +46,33 @@ class Runtime:
     sessions: sessionmaker[Session]
 
     @functools.cached_property
-    def audit(self) -> AuditLog:
-        """The audit log, checkpoints signed by the audit identity's key once init made one."""
+    def audit_signer(self) -> KeyHandle | None:
+        """The audit key, from its backend (never from certificates in the database), checked
+        against the fingerprint pinned in the home when init made it."""
         identity = self.identities.get(AUDIT_IDENTITY)
-        signer = self.keys.find(identity.key_uri) if identity else None
-        return AuditLog(self.sessions, signer=signer)
+        if identity is None:
+            return None
+        key = self.keys.find(identity.key_uri)
+        pin = self.settings.home / AUDIT_KEY_PIN
+        fingerprint = hashlib.sha256(key.public_key_info.dump()).hexdigest()
+        if pin.exists():
+            if pin.read_text("ascii").strip() != fingerprint:
+                raise ConfigurationError(
+                    f"the audit key is not the one pinned in {pin}: the database was altered"
+                )
+        else:
+            pin.write_text(fingerprint + "\n", "ascii")
+        return key
+
+    @functools.cached_property
+    def audit(self) -> AuditLog:
+        """The audit log, checkpoints signed by the audit key once init made one."""
+        return AuditLog(self.sessions, signer=self.audit_signer)
 
     def audit_keys(self) -> list[PublicKeyInfo]:
-        """Public keys whose checkpoints count: the audit identity's (renewals keep the key)."""
-        identity = self.identities.get(AUDIT_IDENTITY)
-        return [load_certificate(identity.certificate_der).public_key] if identity else []
+        """Public keys whose checkpoints and transcripts count: the audit key's."""
+        signer = self.audit_signer
+        return [signer.public_key_info] if signer else []
 
     @functools.cached_property
     def dual_control(self) -> DualControl:

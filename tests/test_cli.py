@@ -500,3 +500,22 @@ def test_new_officers_need_existing_officers_approval(
         ]
         == 0
     )
+
+
+def test_audit_key_is_pinned_outside_the_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = tmp_path / "pinned"
+    assert main(["--home", str(home), "init"]) == 0
+    assert (home / "audit-key.sha256").exists()
+    rt = open_runtime(load_settings(home))
+    try:
+        rt.keystore.generate("impostor", "sm2")
+    finally:
+        rt.close()
+    with sqlite3.connect(home / "etrust.db") as db:  # someone points the audit identity elsewhere
+        db.execute(
+            "UPDATE service_identities SET key_uri = 'soft:object=impostor' WHERE name = 'audit-sm2'"
+        )
+    code, _, err = run(capsys, "--home", str(home), "audit", "verify")
+    assert code == 1 and "pinned" in err
