@@ -706,6 +706,11 @@ class Pkcs11Backend:
 
     def destroy(self, key_uri: str) -> None:
         handle = self.find(key_uri)
+        if not handle.key_id:  # an empty CKA_ID would match every ID-less key on the token
+            raise MalformedInputError(
+                "this key has no CKA_ID; destroy it with the token's own tools so that no "
+                "other key goes with it"
+            )
 
         def op(pooled: _Session) -> None:
             for cls in (ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY):
