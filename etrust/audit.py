@@ -4,7 +4,9 @@ Each record's hash is SM3 over the previous record's hash and the record's canon
 edited, inserted or deleted record breaks the chain from that point on. A database
 administrator could still rewrite the whole tail consistently; signed checkpoints (made every
 ``checkpoint_every`` records and on demand, by the audit key, which lives in a key backend and
-not in the database) pin the chain at those points, so such a rewrite is found too.
+not in the database) pin the chain at those points, and every periodic one must be present, so
+such a rewrite is found too. What no log inside one database can show alone is the loss of the
+records after its last checkpoint: keep copies of the latest checkpoint elsewhere for that.
 
 Appends are serialised on one head row (PostgreSQL: ``SELECT ... FOR UPDATE``; SQLite: the
 write transaction's lock), so ids are contiguous and every record names its predecessor.
@@ -235,6 +237,20 @@ class AuditLog:
                 problem = self._check_checkpoint(cp, hashes, trusted)
                 if problem:
                     return self._broken(count, len(checkpoints), cp.last_id or 1, problem)
+            if trusted and self._signer is not None:
+                # The periodic checkpoints must all be there: deleting one (to rewrite what it
+                # pinned) is itself a finding. A tail shorter than one period is only as safe
+                # as the copies of the last checkpoint kept outside the database.
+                pinned = {cp.last_id for cp in checkpoints}
+                due = range(self._every, last_id + 1, self._every)
+                missing = next((n for n in due if n not in pinned), None)
+                if missing is not None:
+                    return self._broken(
+                        count,
+                        len(checkpoints),
+                        missing,
+                        f"the checkpoint of record {missing} is missing",
+                    )
         return AuditVerification(True, count, len(checkpoints))
 
     @staticmethod

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from etrust.audit import AuditEvent, AuditLog, chain_hash
 from etrust.db import transaction
-from etrust.models import AuditHeadRow, AuditRecordRow
+from etrust.models import AuditCheckpointRow, AuditHeadRow, AuditRecordRow
 from trust.keys import KeyHandle
 from trust.softkeys import SoftwareKeyStore
 
@@ -141,3 +141,15 @@ def test_no_pin_ever_reaches_the_log(db_sessions: sessionmaker[Session]) -> None
     log.append(AuditEvent("cli:x", "approval.sign", key_uri="soft:object=k?pin-value=S3CRET"))
     (record,) = log.records()
     assert record.event.key_uri == "soft:object=k" and "S3CRET" not in repr(record)
+
+
+def test_a_deleted_periodic_checkpoint_is_found(
+    db_sessions: sessionmaker[Session], audit_key: KeyHandle
+) -> None:
+    log = AuditLog(db_sessions, signer=audit_key, checkpoint_every=3)
+    _fill(log, 7)
+    assert log.verify([audit_key.public_key_info]).intact
+    with transaction(db_sessions, write=True) as session:
+        session.execute(delete(AuditCheckpointRow).where(AuditCheckpointRow.last_id == 3))
+    result = log.verify([audit_key.public_key_info])
+    assert (result.intact, result.first_broken) == (False, 3) and "checkpoint" in result.reason
