@@ -11,7 +11,7 @@ import threading
 from typing import Any
 
 from trust.errors import KeyNotFoundError, MalformedInputError, MechanismUnsupportedError
-from trust.keys import KeyHandle, KeyRegistry, KeyUri, redact_uri
+from trust.keys import KeyHandle, KeyRegistry, KeyUri, key_type_of_spec, redact_uri
 from trust.softkeys import SoftwareKeyStore
 
 HARDWARE_SCHEMES = ("pkcs11", "skf", "sdf")
@@ -110,13 +110,26 @@ def key_on_device(registry: KeyRegistry, uri: str, label: str, spec: str) -> Key
             f"--key-uri takes a device URI ({', '.join(HARDWARE_SCHEMES)}:...)"
         )
     try:
-        return registry.find(uri)
+        found = registry.find(uri)
     except KeyNotFoundError:
-        if scheme != "pkcs11":
-            raise KeyNotFoundError(
-                f"no key at {redact_uri(uri)}: load it onto the {scheme.upper()} device with the "
-                "vendor's tools first"
-            ) from None
+        found = None
+    if found is not None:
+        if found.key_type != key_type_of_spec(spec):
+            raise MalformedInputError(
+                f"the key at {redact_uri(uri)} is {found.key_type}, not {spec}"
+            )
+        protected = getattr(found, "protected", None)
+        if protected is not None and not protected():
+            raise MalformedInputError(
+                f"the key at {redact_uri(uri)} was not always sensitive and never extractable "
+                "(imported in clear?): generate a fresh one in the token"
+            )
+        return found
+    if scheme != "pkcs11":
+        raise KeyNotFoundError(
+            f"no key at {redact_uri(uri)}: load it onto the {scheme.upper()} device with the "
+            "vendor's tools first"
+        )
     tokens = registry.backend("pkcs11")
     assert isinstance(tokens, _Pkcs11Tokens)
     object_label = KeyUri.parse(uri).path.get("object", label)

@@ -453,6 +453,16 @@ class Pkcs11Key(KeyHandleBase):
         self.label = label
         self.key_id = key_id
 
+    def protected(self) -> bool:
+        """True when the token says the private key was always sensitive and never extractable:
+        the guarantee a CA or seal key needs (a key imported in clear does not have it)."""
+
+        def op(pooled: _Session) -> bool:
+            key = pooled.session.get_key(object_class=ObjectClass.PRIVATE_KEY, id=self.key_id)
+            return bool(key[Attribute.ALWAYS_SENSITIVE]) and bool(key[Attribute.NEVER_EXTRACTABLE])
+
+        return self._backend._pool.run("reading key attributes", op)
+
     def _sign(self, data: bytes, alg: SignatureAlgorithm, sm2_id: bytes) -> bytes:
         backend = self._backend
         mechanism, param, payload, post = backend._sign_plan(self, alg, data, sm2_id)

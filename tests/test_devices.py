@@ -111,3 +111,28 @@ def test_device_key_errors(
     assert "NAME=URI" in capsys.readouterr().err
     assert main(["--home", home, "init", "--key-uri", "issuing-rsa=soft:object=x"]) == 1
     assert "device URI" in capsys.readouterr().err
+
+
+def test_existing_device_keys_must_be_fit_for_a_ca(
+    softhsm_token: Token, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pkcs11
+    from pkcs11 import Attribute, KeyType
+
+    token = pkcs11.lib(softhsm_token.module).get_token(token_label=softhsm_token.label)
+    with token.open(rw=True, user_pin=softhsm_token.pin) as session:
+        session.generate_keypair(
+            KeyType.RSA,
+            2048,
+            label="leaky",
+            id=b"\x01",
+            store=True,
+            private_template={Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True},
+        )
+    home = str(tmp_path / "home")
+    leaky = _token_uri(softhsm_token, "leaky", tmp_path)
+    assert main(["--home", home, "init", "--key-uri", f"issuing-rsa={leaky}"]) == 1
+    assert "never extractable" in capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["--home", home, "ca", "list", "--json"]) == 0
+    assert "issuing-rsa" not in capsys.readouterr().out  # refused: no CA on that key
