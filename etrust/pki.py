@@ -30,7 +30,7 @@ from trust.errors import (
     KeyNotFoundError,
     MalformedInputError,
 )
-from trust.keys import KeyHandle, KeyRegistry
+from trust.keys import DeferredKey, KeyHandle, KeyRegistry
 from trust.ocsp import delegate
 from trust.profiles import IssuerPointers
 from trust.softkeys import SoftwareKeyStore
@@ -233,7 +233,7 @@ def _load_ca(
     return CertificateAuthority(
         name,
         cert,
-        keys.find(record.key_uri),
+        DeferredKey(keys, record.key_uri, cert.public_key),
         repository,
         pointers=pointers_for(settings, name),
         policies=settings.naming.policy_oids,

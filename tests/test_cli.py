@@ -519,3 +519,30 @@ def test_audit_key_is_pinned_outside_the_database(
         )
     code, _, err = run(capsys, "--home", str(home), "audit", "verify")
     assert code == 1 and "pinned" in err
+
+
+def test_commands_touch_a_ca_key_only_when_they_sign(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Listing CAs must not ask a USB key for its PIN: keys are looked up when they sign."""
+    home = tmp_path / "lazy"
+    assert main(["--home", str(home), "init"]) == 0
+    (home / "keys" / "issuing-rsa.key").unlink()  # as if the key's device were not plugged in
+    assert run(capsys, "--home", str(home), "ca", "list")[0] == 0
+    req = openssl_csr(tmp_path, "rsa", "/CN=x")
+    code, _, err = run(
+        capsys,
+        "--home",
+        str(home),
+        "cert",
+        "issue",
+        "--ca",
+        "issuing-rsa",
+        "--profile",
+        "person-signer",
+        "--csr",
+        str(req),
+        "--out",
+        str(tmp_path / "x.pem"),
+    )
+    assert code == 1 and "KEY_NOT_FOUND" in err

@@ -10,13 +10,14 @@ import pytest
 
 from trust.algorithms import RSA_PSS_SHA256, SM2_SM3, by_name
 from trust.errors import (
+    ConfigurationError,
     KeyExistsError,
     KeyNotFoundError,
     KeyStoreLockedError,
     MalformedInputError,
     UnsupportedAlgorithmError,
 )
-from trust.keys import KeyHandle, KeyRegistry, KeyUri, default_algorithm
+from trust.keys import DeferredKey, KeyHandle, KeyRegistry, KeyUri, default_algorithm
 from trust.softkeys import SoftwareKeyStore, _to_pkcs8
 
 
@@ -149,3 +150,18 @@ def test_uri_errors_never_echo_a_pin() -> None:
         with pytest.raises(MalformedInputError) as info:
             KeyUri.parse(bad)
         assert "1234" not in str(info.value) and "pin-value" not in str(info.value)
+
+
+def test_deferred_keys_are_looked_up_when_they_first_sign(tmp_path: Path) -> None:
+    store = SoftwareKeyStore.open(tmp_path / "k")
+    real = store.generate("a", "sm2")
+    store.generate("b", "sm2")
+    registry = KeyRegistry(store)
+    missing = DeferredKey(registry, "soft:object=missing", real.public_key_info)
+    assert missing.key_type == "sm2"  # known from the certificate's key, nothing asked yet
+    with pytest.raises(KeyNotFoundError):
+        missing.sign(b"x")
+    with pytest.raises(ConfigurationError, match="not the key of its certificate"):
+        DeferredKey(registry, "soft:object=b", real.public_key_info).sign(b"x")
+    deferred = DeferredKey(registry, "soft:object=a", real.public_key_info)
+    SM2_SM3.verify(real.public_key_info, deferred.sign(b"x"), b"x")

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import abc
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 from urllib.parse import quote, unquote
 
 from asn1crypto import keys
 
-from trust.algorithms import DEFAULT_FOR_KEY, RSA_SIZES, KeyType, SignatureAlgorithm
-from trust.errors import KeyNotFoundError, MalformedInputError, UnsupportedAlgorithmError
+from trust.algorithms import DEFAULT_FOR_KEY, RSA_SIZES, KeyType, SignatureAlgorithm, key_type_of
+from trust.errors import (
+    ConfigurationError,
+    KeyNotFoundError,
+    MalformedInputError,
+    UnsupportedAlgorithmError,
+)
 from trust.sm2 import DEFAULT_ID
 
 KEY_SPECS = ("sm2", "rsa-2048", "rsa-3072", "rsa-4096", "ec-p256")
@@ -168,6 +174,38 @@ class KeyHandleBase(abc.ABC):
     @abc.abstractmethod
     def _sign(self, data: bytes, algorithm: SignatureAlgorithm, sm2_id: bytes) -> bytes:
         """Sign ``data`` (hashing inside) with ``algorithm``, already checked against the key."""
+
+
+class DeferredKey(KeyHandleBase):
+    """A key looked up only when it first signs, and then checked against the key it must be.
+
+    Opening a home names every CA key; a USB key or token behind one would be asked for its
+    PIN by every command, even one that only lists CAs, and a wrong PIN file would spend a
+    try each time. The public key comes from the certificate, so nothing is asked until a
+    signature is needed.
+    """
+
+    def __init__(
+        self, registry: KeyRegistry, key_uri: str, public_key_info: keys.PublicKeyInfo
+    ) -> None:
+        super().__init__(key_uri, key_type_of(public_key_info), public_key_info)
+        self._registry = registry
+        self._key: KeyHandle | None = None
+        self._lock = threading.Lock()
+
+    def resolve(self) -> KeyHandle:
+        with self._lock:
+            if self._key is None:
+                key = self._registry.find(self._key_uri)
+                if key.public_key_info.dump() != self._spki.dump():
+                    raise ConfigurationError(
+                        f"the key at {redact_uri(self._key_uri)} is not the key of its certificate"
+                    )
+                self._key = key
+            return self._key
+
+    def _sign(self, data: bytes, algorithm: SignatureAlgorithm, sm2_id: bytes) -> bytes:
+        return self.resolve().sign(data, algorithm, sm2_id=sm2_id)
 
 
 def default_algorithm(key: KeyHandle) -> SignatureAlgorithm:
