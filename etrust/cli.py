@@ -110,7 +110,8 @@ def _key_uris(pairs: list[str]) -> dict[str, str]:
 
 def _cmd_device_probe(rt: Runtime | None, args: argparse.Namespace) -> int:
     """Always JSON: what a device offers is a nested structure, best read as such."""
-    print(json.dumps(devices.probe(args.uri), ensure_ascii=False, indent=2, default=str))
+    modules = load_settings(args.home).device_modules
+    print(json.dumps(devices.probe(args.uri, modules), ensure_ascii=False, indent=2, default=str))
     return 0
 
 

@@ -7,14 +7,42 @@ keeps one session pool per device.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
-from trust.errors import KeyNotFoundError, MalformedInputError, MechanismUnsupportedError
+from trust.errors import (
+    ConfigurationError,
+    KeyNotFoundError,
+    MalformedInputError,
+    MechanismUnsupportedError,
+)
 from trust.keys import KeyHandle, KeyRegistry, KeyUri, key_type_of_spec, redact_uri
 from trust.softkeys import SoftwareKeyStore
 
 HARDWARE_SCHEMES = ("pkcs11", "skf", "sdf")
+DEFAULT_MODULES = ("/usr/lib/softhsm/libsofthsm2.so",)
+_MODULE_ENVS = ("ETRUST_PKCS11_MODULE", "ETRUST_SKF_MODULE", "ETRUST_SDF_MODULE")
+
+
+def allowed_modules(configured: tuple[str, ...] = ()) -> frozenset[str]:
+    """The device libraries a key URI may name: configured ones, the ETRUST_*_MODULE ones and
+    SoftHSM's. A URI is data (it is stored in the database); loading the library it names runs
+    native code, so only libraries the operator chose are ever loaded."""
+    chosen = [
+        *configured,
+        *DEFAULT_MODULES,
+        *(os.environ[e] for e in _MODULE_ENVS if os.environ.get(e)),
+    ]
+    return frozenset(os.path.realpath(p) for p in chosen)
+
+
+def check_module(uri: str, allowed: frozenset[str]) -> None:
+    module = KeyUri.parse(uri).query.get("module-path")
+    if module is not None and os.path.realpath(module) not in allowed:
+        raise ConfigurationError(
+            f"device library {module} is not allowed: add it to device_modules in etrust.toml"
+        )
 
 
 class _Pkcs11Tokens:
@@ -22,13 +50,15 @@ class _Pkcs11Tokens:
 
     scheme = "pkcs11"
 
-    def __init__(self) -> None:
+    def __init__(self, allowed: frozenset[str]) -> None:
         self._backends: dict[tuple[tuple[str, str], ...], Any] = {}
         self._lock = threading.Lock()
+        self._allowed = allowed
 
     def backend(self, uri: str) -> Any:
         from hsm_adapters.pkcs11 import Pkcs11Backend
 
+        check_module(uri, self._allowed)
         parsed = KeyUri.parse(uri)
         key = tuple(
             sorted(
@@ -60,10 +90,11 @@ class _Pkcs11Tokens:
 class _Lazy:
     """A hardware backend created when a URI of its scheme is first used."""
 
-    def __init__(self, scheme: str) -> None:
+    def __init__(self, scheme: str, allowed: frozenset[str]) -> None:
         self.scheme = scheme
         self._backend: Any = None
         self._lock = threading.Lock()
+        self._allowed = allowed
 
     def get(self) -> Any:
         with self._lock:
@@ -79,6 +110,7 @@ class _Lazy:
             return self._backend
 
     def find(self, key_uri: str) -> KeyHandle:
+        check_module(key_uri, self._allowed)
         found: KeyHandle = self.get().find(key_uri)
         return found
 
@@ -94,8 +126,11 @@ class _Lazy:
         self.get().destroy(key_uri)
 
 
-def key_registry(keystore: SoftwareKeyStore) -> KeyRegistry:
-    return KeyRegistry(keystore, _Pkcs11Tokens(), _Lazy("skf"), _Lazy("sdf"))
+def key_registry(keystore: SoftwareKeyStore, modules: tuple[str, ...] = ()) -> KeyRegistry:
+    allowed = allowed_modules(modules)
+    return KeyRegistry(
+        keystore, _Pkcs11Tokens(allowed), _Lazy("skf", allowed), _Lazy("sdf", allowed)
+    )
 
 
 def key_on_device(registry: KeyRegistry, uri: str, label: str, spec: str) -> KeyHandle:
@@ -147,7 +182,8 @@ def stored_uri(uri: str) -> str:
     return redact_uri(uri)
 
 
-def probe(uri: str) -> dict[str, Any]:
+def probe(uri: str, modules: tuple[str, ...] = ()) -> dict[str, Any]:
+    check_module(uri, allowed_modules(modules))
     scheme = KeyUri.parse(uri).scheme
     if scheme == "pkcs11":
         from hsm_adapters import pkcs11

@@ -114,6 +114,6 @@ def open_runtime(settings: Settings, *, create: bool = False) -> Runtime:
         repository=SqlCertificateRepository(sessions),
         clients=ApiClientStore(sessions),
         keystore=keystore,
-        keys=key_registry(keystore),
+        keys=key_registry(keystore, settings.device_modules),
         sessions=sessions,
     )

@@ -48,6 +48,8 @@ class Settings:
     tsa_policy_oid: str = DEMO_TSA_POLICY
     max_upload_bytes: int = 1 << 20
     dual_control: dict[str, int] = field(default_factory=dict)
+    device_modules: tuple[str, ...] = ()
+    """Device libraries (PKCS#11, SKF, SDF) key URIs may name (etrust.toml device_modules)."""
     """Operation -> approvals required from distinct security officers (etrust.toml [dual_control])."""
 
     @property
@@ -87,6 +89,7 @@ def load_settings(home: str | Path | None = None, env: dict[str, str] | None = N
         naming=naming,
         tsa_policy_oid=_oids([file_values.get("tsa_policy_oid") or DEMO_TSA_POLICY])[0],
         dual_control=_dual_control(file_values.get("dual_control", {})),
+        device_modules=_paths(file_values.get("device_modules", [])),
         **{k: _positive(k, file_values[k]) for k in _INT_KEYS if k in file_values},
     )
 
@@ -132,6 +135,14 @@ def _dual_control(value: Any) -> dict[str, int]:
             )
         _positive(f"dual_control.{op}", count)
     return dict(value)
+
+
+def _paths(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(
+        isinstance(v, str) and v.startswith("/") for v in value
+    ):
+        raise ConfigurationError("etrust.toml: device_modules is a list of absolute library paths")
+    return tuple(value)
 
 
 def _positive(key: str, value: Any) -> int:

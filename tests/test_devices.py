@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,34 @@ def test_existing_device_keys_must_be_fit_for_a_ca(
     capsys.readouterr()
     assert main(["--home", home, "ca", "list", "--json"]) == 0
     assert "issuing-rsa" not in capsys.readouterr().out  # refused: no CA on that key
+
+
+def test_only_chosen_device_libraries_are_loaded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A key URI is data in the database; the library it names must be one the operator chose."""
+    home = tmp_path / "home"
+    assert main(["--home", str(home), "init"]) == 0
+    evil = tmp_path / "evil.so"
+    evil.write_bytes(b"not even a library")
+    with sqlite3.connect(home / "etrust.db") as db:
+        db.execute(
+            "UPDATE certificate_authorities SET key_uri = ? WHERE name = 'issuing-rsa'",
+            (f"pkcs11:token=t;object=x?module-path={evil}",),
+        )
+    req = openssl_csr(tmp_path, "rsa", "/CN=x")
+    capsys.readouterr()
+    args = [
+        "--home",
+        str(home),
+        "cert",
+        "issue",
+        "--ca",
+        "issuing-rsa",
+        "--profile",
+        "person-signer",
+    ]
+    assert main([*args, "--csr", str(req), "--out", str(tmp_path / "x.pem")]) == 1
+    assert "is not allowed" in capsys.readouterr().err
+    assert main(["device", "probe", f"pkcs11:token=t?module-path={evil}"]) == 1
+    assert "is not allowed" in capsys.readouterr().err
