@@ -179,6 +179,7 @@ def run(
     started = datetime.now(UTC)
     steps: list[dict[str, Any]] = []
     made: dict[str, KeyHandle] = {}
+    issued: list[tuple[str, int]] = []
     outcome = "completed"
     try:
         for spec in ceremony.keys:
@@ -209,10 +210,8 @@ def run(
             cert = ca.issue(
                 made[cert_spec.key].public_key_info, make_name(cert_spec.subject), cert_spec.profile
             )
-            reason = f"ceremony {ceremony.name}"
-            lifecycle.certify(cert_spec.key, cert, ca.name, actor, reason)
-            lifecycle.transition(cert_spec.key, "active", actor, reason)
-            steps.append(
+            issued.append((ca.name, cert.serial_number))
+            steps.append(  # recorded as soon as it exists, whatever happens next
                 {
                     "step": "certificate.issue",
                     "key": cert_spec.key,
@@ -222,9 +221,13 @@ def run(
                     "certificate": base64.b64encode(cert.dump()).decode(),
                 }
             )
+            reason = f"ceremony {ceremony.name}"
+            lifecycle.certify(cert_spec.key, cert, ca.name, actor, reason)
+            lifecycle.transition(cert_spec.key, "active", actor, reason)
     except EtrustError as exc:
         outcome = f"failed: {exc.code}"
         steps.append({"step": "error", "code": exc.code, "message": exc.message})
+        steps += _undo(pki, lifecycle, made, issued, actor, f"ceremony {ceremony.name} failed")
     transcript = {
         "context": TRANSCRIPT_CONTEXT,
         "ceremony": ceremony.name,
@@ -237,6 +240,35 @@ def run(
         "steps": steps,
     }
     return sign_transcript(transcript, signer)
+
+
+def _undo(
+    pki: Pki,
+    lifecycle: KeyLifecycle,
+    made: dict[str, KeyHandle],
+    issued: list[tuple[str, int]],
+    actor: str,
+    reason: str,
+) -> list[dict[str, Any]]:
+    """After a failure part-way: revoke what was issued and retire the keys that were made, so
+    nothing from a failed ceremony can be used (each undo step is itself in the transcript)."""
+    steps: list[dict[str, Any]] = []
+    for ca_name, serial in issued:
+        try:
+            ca = pki.ca(ca_name)
+            if ca.repository.get_revocation(ca_name, serial) is None:
+                ca.revoke(serial, "cessation_of_operation")
+            steps.append({"step": "undo.revoke", "ca": ca_name, "serial": format(serial, "x")})
+        except EtrustError as exc:
+            steps.append({"step": "undo.failed", "serial": format(serial, "x"), "code": exc.code})
+    for name in made:
+        try:
+            if lifecycle.get(name).state != "revoked":
+                lifecycle.transition(name, "revoked", actor, reason)
+            steps.append({"step": "undo.retire", "key": name})
+        except EtrustError as exc:
+            steps.append({"step": "undo.failed", "key": name, "code": exc.code})
+    return steps
 
 
 def _canonical(transcript: dict[str, Any]) -> bytes:

@@ -250,3 +250,46 @@ def test_transcript_destination_is_checked_first(
     assert json.loads(run(capsys, "--home", home, "key", "list", "--json")[1])["keys"] == []
     code, _, err = run(capsys, "--home", home, "audit", "list", "--after", str(10**30))
     assert code == 1 and "MALFORMED_INPUT" in err
+
+
+def test_a_ceremony_failing_part_way_is_undone(
+    home: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (Path(home) / "keys" / "issuing-rsa.key").unlink()  # the second CA's key is not there
+    (tmp_path / "c.toml").write_text(CEREMONY, "utf-8")
+    transcript = tmp_path / "t.json"
+    code, _, _ = run(
+        capsys,
+        "--home",
+        home,
+        "ceremony",
+        "run",
+        str(tmp_path / "c.toml"),
+        "--out",
+        str(transcript),
+    )
+    assert code == 1
+    document = json.loads(transcript.read_text("utf-8"))  # the failure is transcribed and signed
+    assert document["transcript"]["outcome"] == "failed: KEY_NOT_FOUND"
+    assert run(capsys, "--home", home, "ceremony", "verify", str(transcript))[0] == 0
+    steps = document["transcript"]["steps"]
+    issued = [s for s in steps if s["step"] == "certificate.issue"]
+    assert (
+        len(issued) == 1
+        and {"step": "undo.revoke", "ca": "issuing-sm2", "serial": issued[0]["serial"]} in steps
+    )
+    states = {
+        k["name"]: k["state"]
+        for k in json.loads(run(capsys, "--home", home, "key", "list", "--json")[1])["keys"]
+    }
+    assert states == {"seal-market-2026": "revoked", "sign-hall-2026": "revoked"}
+    assert (
+        main(["--home", home, "crl", "--ca", "issuing-sm2", "--out", str(tmp_path / "s.crl")]) == 0
+    )
+    revoked = {
+        e["user_certificate"].native
+        for e in load_crl((tmp_path / "s.crl").read_bytes())["tbs_cert_list"][
+            "revoked_certificates"
+        ]
+    }
+    assert int(issued[0]["serial"], 16) in revoked
