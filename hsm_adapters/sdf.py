@@ -58,6 +58,7 @@ ECC_MAX_LEN_ENV = "ETRUST_SDF_ECC_MAX_LEN"
 ECC_MAX_LENS = (64, 32)
 MAX_KEY_INDEX = 64
 """How far :meth:`SdfBackend.list` and :meth:`SdfBackend.probe` look for keys."""
+_MAX_SESSIONS = 16
 _MAX_IDLE_SESSIONS = 8
 
 SGD_SM2_1 = 0x00020200
@@ -224,6 +225,11 @@ class _Card:
         self._device: int | None = None
         self._generation = 0
         self._idle: list[_Session] = []
+        self._slots = threading.BoundedSemaphore(_MAX_SESSIONS)
+        # Sessions in use per generation, and devices of dropped generations waiting for their
+        # last session to come back: a device is never closed under a session still using it.
+        self._in_use: dict[int, int] = {}
+        self._retired: dict[int, int] = {}
 
     def _open_device(self) -> int:
         """Under ``self._lock``: the device handle, opening it when needed."""
@@ -238,50 +244,73 @@ class _Card:
         return self._device
 
     def _open_session(self) -> _Session:
+        """A session counted as in use; opened under the lock, so its device stays open."""
         with self._lock:
             while self._idle:
                 session = self._idle.pop()
                 if session.generation == self._generation:
+                    self._in_use[session.generation] = self._in_use.get(session.generation, 0) + 1
                     return session
             device = self._open_device()
             generation = self._generation
-        handle = ctypes.c_void_p()
-        rc = self.lib.open_session(device, ctypes.byref(handle))
-        if rc != SDR_OK or not handle.value:
-            self._drop(generation)
-            raise DeviceUnavailableError(f"SDF session does not open: {sdr_name(rc)}")
-        return _Session(handle.value, generation)
+            handle = ctypes.c_void_p()
+            rc = self.lib.open_session(device, ctypes.byref(handle))
+            if rc == SDR_OK and handle.value:
+                self._in_use[generation] = self._in_use.get(generation, 0) + 1
+                return _Session(handle.value, generation)
+        self._drop(generation)
+        raise DeviceUnavailableError(f"SDF session does not open: {sdr_name(rc)}")
 
     @contextmanager
     def session(self) -> Iterator[_Session]:
-        """A pooled session for one operation; it goes back to the pool unless the card failed."""
-        session = self._open_session()
-        try:
-            yield session
-        finally:
-            with self._lock:
-                keep = (
-                    session.generation == self._generation and len(self._idle) < _MAX_IDLE_SESSIONS
-                )
-                if keep:
-                    self._idle.append(session)
-            if not keep:  # best effort; the card may be gone
-                for index in session.rights:
-                    self.lib.release_access_right(session.handle, index)
-                self.lib.close_session(session.handle)
+        """A pooled session for one operation; it goes back to the pool unless the card failed.
+
+        At most ``_MAX_SESSIONS`` are in use at once; more callers wait their turn.
+        """
+        with self._slots:
+            session = self._open_session()
+            try:
+                yield session
+            finally:
+                self._give_back(session)
+
+    def _give_back(self, session: _Session) -> None:
+        with self._lock:
+            generation = session.generation
+            keep = generation == self._generation and len(self._idle) < _MAX_IDLE_SESSIONS
+            if keep:
+                self._idle.append(session)
+            self._in_use[generation] -= 1
+            last = self._in_use[generation] == 0
+            if last:
+                del self._in_use[generation]
+            device = self._retired.pop(generation, None) if last else None
+        if not keep:  # best effort; the card may be gone
+            for index in session.rights:
+                self.lib.release_access_right(session.handle, index)
+            self.lib.close_session(session.handle)
+        if device is not None:
+            self.lib.close_device(device)
 
     def close(self) -> None:
         """Close the pooled sessions and the device (sessions in use close when returned)."""
         self._drop(self._generation)
 
     def _drop(self, generation: int) -> None:
-        """Forget the device and every session of ``generation`` (once, whoever sees it first)."""
+        """Forget the device and every session of ``generation`` (once, whoever sees it first).
+
+        The device itself is closed now if no session of that generation is in use, else by
+        the last one given back.
+        """
         with self._lock:
             if generation != self._generation:
                 return
             self._generation += 1
             device, self._device = self._device, None
             idle, self._idle = self._idle, []
+            if device is not None and self._in_use.get(generation):
+                self._retired[generation] = device
+                device = None
         for session in idle:
             self.lib.close_session(session.handle)
         if device is not None:

@@ -289,3 +289,16 @@ def test_issuing_ca_key_in_the_card(sdf_sim: SdfSim, tmp_path: Path) -> None:  #
         crl_["tbs_cert_list"].dump(),
         crl_["signature"].native,
     )
+
+
+def test_device_is_closed_only_after_its_last_session_returns(sdf_sim: SdfSim) -> None:  # noqa: F811
+    """A card failure seen by one thread must not close the device under another's session."""
+    card = sdf_sim.card()
+    key = SdfBackend().find(card.uri(1))
+    SM2_SM3.verify(key.public_key_info, key.sign(b"warm"), b"warm")
+    pool = key._card
+    with pool.session() as busy:  # another thread's operation, in flight
+        pool._drop(busy.generation)  # ... while this one saw the card fail
+        assert pool._retired and busy.generation in pool._retired  # kept open for it
+    assert not pool._retired and not pool._in_use  # closed once it came back
+    SM2_SM3.verify(key.public_key_info, key.sign(b"reopened"), b"reopened")
