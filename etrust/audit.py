@@ -14,6 +14,7 @@ write transaction's lock), so ids are contiguous and every record names its pred
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from collections.abc import Mapping
@@ -93,6 +94,38 @@ def _checkpoint_message(last_id: int, last_hash: str, at: datetime) -> bytes:
     return f"{_CHECKPOINT_CONTEXT}|{last_id}|{last_hash}|{at.isoformat()}".encode()
 
 
+def export_checkpoint(row: AuditCheckpointRow) -> dict[str, Any]:
+    """A checkpoint as JSON-ready data, to be kept outside the database."""
+    return {
+        "context": _CHECKPOINT_CONTEXT,
+        "last_id": row.last_id,
+        "last_hash": row.last_hash,
+        "at": row.at.isoformat(),
+        "algorithm": row.algorithm,
+        "public_key": base64.b64encode(row.public_key_der).decode(),
+        "signature": base64.b64encode(row.signature).decode(),
+    }
+
+
+def import_checkpoint(data: Mapping[str, Any]) -> AuditCheckpointRow:
+    """An exported checkpoint back as a (transient) row, for the same checks as stored ones."""
+    try:
+        if data["context"] != _CHECKPOINT_CONTEXT:
+            raise ValueError("not an etrust audit checkpoint")
+        return AuditCheckpointRow(
+            id=0,
+            at=datetime.fromisoformat(data["at"]),
+            last_id=int(data["last_id"]),
+            last_hash=str(data["last_hash"]),
+            key_uri="",
+            public_key_der=base64.b64decode(data["public_key"], validate=True),
+            algorithm=str(data["algorithm"]),
+            signature=base64.b64decode(data["signature"], validate=True),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MalformedInputError(f"not an exported audit checkpoint ({exc})") from exc
+
+
 def _event(row: AuditRecordRow) -> AuditEvent:
     return AuditEvent(
         actor=row.actor,
@@ -158,8 +191,10 @@ class AuditLog:
                 self._add_checkpoint(session, self._signer, record_id, digest)
         return AuditRecord(record_id, at, event, prev, digest)
 
-    def checkpoint(self, signer: KeyHandle | None = None) -> int:
-        """Sign the chain's current head now; returns the record id it pins (0: empty log)."""
+    def checkpoint(self, signer: KeyHandle | None = None) -> dict[str, Any]:
+        """Sign the chain's current head now; returns it in the exportable form (``last_id`` is
+        the record it pins, 0 for an empty log). Kept outside the database, such a copy is what
+        shows a later loss of records after it (``verify(anchors=...)``)."""
         key = signer or self._signer
         if key is None:
             raise MalformedInputError("no audit key to sign a checkpoint with")
@@ -168,25 +203,25 @@ class AuditLog:
                 select(AuditHeadRow).where(AuditHeadRow.id == 1).with_for_update()
             )
             last_id, last_hash = (head.last_id, head.last_hash) if head else (0, GENESIS)
-            self._add_checkpoint(session, key, last_id, last_hash)
-        return last_id
+            row = self._add_checkpoint(session, key, last_id, last_hash)
+            return export_checkpoint(row)
 
     def _add_checkpoint(
         self, session: Session, key: KeyHandle, last_id: int, last_hash: str
-    ) -> None:
+    ) -> AuditCheckpointRow:
         at = self._clock().astimezone(UTC)
         algorithm = default_algorithm(key)
-        session.add(
-            AuditCheckpointRow(
-                at=at,
-                last_id=last_id,
-                last_hash=last_hash,
-                key_uri=key.key_uri,
-                public_key_der=key.public_key_info.dump(),
-                algorithm=algorithm.name,
-                signature=key.sign(_checkpoint_message(last_id, last_hash, at), algorithm),
-            )
+        row = AuditCheckpointRow(
+            at=at,
+            last_id=last_id,
+            last_hash=last_hash,
+            key_uri=key.key_uri,
+            public_key_der=key.public_key_info.dump(),
+            algorithm=algorithm.name,
+            signature=key.sign(_checkpoint_message(last_id, last_hash, at), algorithm),
         )
+        session.add(row)
+        return row
 
     def records(self, *, after: int = 0, limit: int = 100) -> list[AuditRecord]:
         with transaction(self._sessions) as session:
@@ -198,11 +233,16 @@ class AuditLog:
             )
             return [AuditRecord(r.id, r.at, _event(r), r.prev_hash, r.record_hash) for r in rows]
 
-    def verify(self, trusted_keys: list[keys.PublicKeyInfo] | None = None) -> AuditVerification:
+    def verify(
+        self,
+        trusted_keys: list[keys.PublicKeyInfo] | None = None,
+        anchors: list[dict[str, Any]] = (),  # type: ignore[assignment]
+    ) -> AuditVerification:
         """Walk the whole chain and every checkpoint; name the first record that does not hold.
 
         ``trusted_keys`` are the audit keys whose checkpoints count; a checkpoint by any other
         key is itself a finding (someone with database access signed with a key of their own).
+        ``anchors`` are exported checkpoints kept elsewhere: the chain must still reach them.
         """
         trusted = {k.dump() for k in trusted_keys} if trusted_keys is not None else None
         with transaction(self._sessions) as session:
@@ -237,6 +277,20 @@ class AuditLog:
                 problem = self._check_checkpoint(cp, hashes, trusted)
                 if problem:
                     return self._broken(count, len(checkpoints), cp.last_id or 1, problem)
+            for anchor in anchors:
+                cp = import_checkpoint(anchor)
+                if cp.last_id > last_id:
+                    return self._broken(
+                        count,
+                        len(checkpoints),
+                        last_id + 1,
+                        f"records {last_id + 1} to {cp.last_id}, pinned by a kept checkpoint, are gone",
+                    )
+                problem = self._check_checkpoint(cp, hashes, trusted)
+                if problem:
+                    return self._broken(
+                        count, len(checkpoints), cp.last_id or 1, f"kept copy: {problem}"
+                    )
             if trusted and self._signer is not None:
                 # The periodic checkpoints must all be there: deleting one (to rewrite what it
                 # pinned) is itself a finding. A tail shorter than one period is only as safe

@@ -319,7 +319,13 @@ def _cmd_client_create(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 def _cmd_audit_verify(rt: Runtime, args: argparse.Namespace) -> int:
-    result = rt.audit.verify(rt.audit_keys())
+    anchors = []
+    for path in args.anchor:
+        try:
+            anchors.append(json.loads(_read(path)))
+        except ValueError as exc:
+            raise MalformedInputError(f"{path} is not JSON") from exc
+    result = rt.audit.verify(rt.audit_keys(), anchors)
     data = {
         "intact": result.intact,
         "records": result.records,
@@ -337,7 +343,10 @@ def _cmd_audit_verify(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 def _cmd_audit_checkpoint(rt: Runtime, args: argparse.Namespace) -> int:
-    last = rt.audit.checkpoint()
+    exported = rt.audit.checkpoint()
+    if args.out:
+        Path(args.out).write_text(json.dumps(exported, indent=2), "utf-8")
+    last = exported["last_id"]
     _print(args, {"checkpoint_at_record": last}, f"signed checkpoint at record {last}")
     return 0
 
@@ -687,13 +696,22 @@ def build_parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(
         dest="audit_command", required=True
     )
-    command(
+    p = command(
         "verify",
         _cmd_audit_verify,
         "check the hash chain and signed checkpoints (exit 1 if broken)",
         audit,
     )
-    command("checkpoint", _cmd_audit_checkpoint, "sign the log's current head now", audit)
+    p.add_argument(
+        "--anchor",
+        action="append",
+        default=[],
+        help="a checkpoint exported earlier and kept elsewhere",
+    )
+    p = command("checkpoint", _cmd_audit_checkpoint, "sign the log's current head now", audit)
+    p.add_argument(
+        "--out", help="also write the signed checkpoint here, to keep outside the database"
+    )
     p = command("list", _cmd_audit_list, "show audit records", audit)
     p.add_argument("--after", type=int, default=0, help="records after this id")
     p.add_argument("--limit", type=int, default=50)

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from etrust.audit import AuditEvent, AuditLog, chain_hash
 from etrust.db import transaction
 from etrust.models import AuditCheckpointRow, AuditHeadRow, AuditRecordRow
+from trust.errors import MalformedInputError
 from trust.keys import KeyHandle
 from trust.softkeys import SoftwareKeyStore
 
@@ -47,7 +48,7 @@ def test_append_chains_and_verifies(
     records = log.records(limit=20)
     assert [r.id for r in records] == list(range(1, 13))
     assert all(b.prev_hash == a.record_hash for a, b in itertools.pairwise(records))
-    assert log.checkpoint() == 12
+    assert log.checkpoint()["last_id"] == 12
     assert log.verify([audit_key.public_key_info]).checkpoints == 3
 
 
@@ -153,3 +154,29 @@ def test_a_deleted_periodic_checkpoint_is_found(
         session.execute(delete(AuditCheckpointRow).where(AuditCheckpointRow.last_id == 3))
     result = log.verify([audit_key.public_key_info])
     assert (result.intact, result.first_broken) == (False, 3) and "checkpoint" in result.reason
+
+
+def test_a_kept_checkpoint_shows_a_lost_tail(
+    db_sessions: sessionmaker[Session], audit_key: KeyHandle, tmp_path: Path
+) -> None:
+    """Inside one database the loss of the newest records cannot show; a kept copy shows it."""
+    log = AuditLog(db_sessions, signer=audit_key, checkpoint_every=100)
+    _fill(log, 5)
+    kept = json.loads(json.dumps(log.checkpoint()))  # as written to and read from a file
+    trusted = [audit_key.public_key_info]
+    assert log.verify(trusted, [kept]).intact
+    with transaction(db_sessions, write=True) as session:  # records 4-5 and the checkpoint go,
+        session.execute(delete(AuditRecordRow).where(AuditRecordRow.id >= 4))
+        session.execute(delete(AuditCheckpointRow))
+        head = session.scalar(select(AuditHeadRow))
+        assert head is not None
+        last = session.scalar(select(AuditRecordRow).where(AuditRecordRow.id == 3))
+        assert last is not None
+        head.last_id, head.last_hash = 3, last.record_hash  # ... and the head is made to agree
+    assert log.verify(trusted).intact  # what the database alone can tell
+    result = log.verify(trusted, [kept])
+    assert (result.intact, result.first_broken) == (False, 4) and "kept checkpoint" in result.reason
+    forged = {**kept, "last_hash": "0" * 64}
+    assert "kept copy" in log.verify(trusted, [{**forged, "last_id": 2}]).reason
+    with pytest.raises(MalformedInputError):
+        log.verify(trusted, [{"context": "something else"}])

@@ -342,6 +342,11 @@ def test_audit_log_records_and_verifies(tmp_path: Path, capsys: pytest.CaptureFi
     )
     assert main(["--home", home, "audit", "verify", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["checkpoints"] == 1
+    kept = tmp_path / "checkpoint.json"
+    assert main(["--home", home, "audit", "checkpoint", "--out", str(kept)]) == 0
+    assert json.loads(kept.read_text())["last_id"] == 3
+    assert main(["--home", home, "audit", "verify", "--anchor", str(kept)]) == 0
+    capsys.readouterr()
 
     with sqlite3.connect(tmp_path / "audited" / "etrust.db") as db:
         db.execute("UPDATE audit_records SET outcome = 'success' WHERE id = 3")
