@@ -86,7 +86,14 @@ class Runtime:
         self.audit.append(event)
 
     def pki(self, clock: Clock = system_clock) -> Pki:
-        return open_pki(self.settings, self.records, self.repository, self.keys, clock=clock)
+        """The home's CAs, opened once per runtime (a command or a server process)."""
+        if clock is not system_clock:
+            return open_pki(self.settings, self.records, self.repository, self.keys, clock=clock)
+        cached: Pki | None = self.__dict__.get("_pki")
+        if cached is None:
+            cached = open_pki(self.settings, self.records, self.repository, self.keys)
+            self.__dict__["_pki"] = cached
+        return cached
 
     def close(self) -> None:
         self.engine.dispose()
