@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 from datetime import datetime
 from typing import Any, Literal
 
@@ -118,18 +119,7 @@ def audit_records(
     if not 1 <= limit <= 1000 or not 0 <= after < 1 << 62:
         raise MalformedInputError("limit is 1-1000 and after is not negative")
     return [
-        AuditRecordOut(
-            id=r.id,
-            at=r.at,
-            actor=r.event.actor,
-            action=r.event.action,
-            target=r.event.target,
-            key_uri=r.event.key_uri,
-            request_hash=r.event.request_hash,
-            outcome=r.event.outcome,
-            detail=dict(r.event.detail),
-            record_hash=r.record_hash,
-        )
+        AuditRecordOut(**r.to_dict())
         for r in services.runtime.audit.records(after=after, limit=limit)
     ]
 
@@ -140,13 +130,7 @@ def audit_records(
 def audit_verification(client: ClientDep, services: ServicesDep) -> AuditVerificationOut:
     require_role(client, READERS)
     result = services.runtime.audit.verify(services.runtime.audit_keys())
-    return AuditVerificationOut(
-        intact=result.intact,
-        records=result.records,
-        checkpoints=result.checkpoints,
-        first_broken=result.first_broken,
-        reason=result.reason,
-    )
+    return AuditVerificationOut(**dataclasses.asdict(result))
 
 
 @router.get("/keys", response_model=list[ManagedKeyOut], summary="Managed keys and their states")

@@ -59,6 +59,21 @@ class AuditRecord:
     prev_hash: str
     record_hash: str
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, as the CLI and the API show it."""
+        return {
+            "id": self.id,
+            "at": self.at.isoformat(),
+            "actor": self.event.actor,
+            "action": self.event.action,
+            "target": self.event.target,
+            "key_uri": self.event.key_uri,
+            "request_hash": self.event.request_hash,
+            "outcome": self.event.outcome,
+            "detail": dict(self.event.detail),
+            "record_hash": self.record_hash,
+        }
+
 
 @dataclass(frozen=True)
 class AuditVerification:

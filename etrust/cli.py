@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import getpass
 import hashlib
 import json
@@ -326,13 +327,7 @@ def _cmd_audit_verify(rt: Runtime, args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise MalformedInputError(f"{path} is not JSON") from exc
     result = rt.audit.verify(rt.audit_keys(), anchors)
-    data = {
-        "intact": result.intact,
-        "records": result.records,
-        "checkpoints": result.checkpoints,
-        "first_broken": result.first_broken,
-        "reason": result.reason,
-    }
+    data = dataclasses.asdict(result)
     text = (
         f"audit log intact: {result.records} records, {result.checkpoints} signed checkpoints"
         if result.intact
@@ -355,18 +350,7 @@ def _cmd_audit_list(rt: Runtime, args: argparse.Namespace) -> int:
     if not (0 <= args.after < 1 << 62 and 1 <= args.limit <= 10_000):
         raise MalformedInputError("--after is a record id and --limit 1-10000")
     records = rt.audit.records(after=args.after, limit=args.limit)
-    rows: list[dict[str, Any]] = [
-        {
-            "id": r.id,
-            "at": r.at.isoformat(),
-            "actor": r.event.actor,
-            "action": r.event.action,
-            "target": r.event.target,
-            "outcome": r.event.outcome,
-            "detail": dict(r.event.detail),
-        }
-        for r in records
-    ]
+    rows = [r.to_dict() for r in records]
     text = "\n".join(
         f"{r.id:>6} {r.at:%Y-%m-%d %H:%M:%S} {r.event.actor:<20} {r.event.action:<14} "
         f"{r.event.outcome:<8} {r.event.target or ''}"

@@ -48,8 +48,8 @@ from hsm_adapters.pkcs11_lib import (
     vendor_mechanism,
 )
 from trust import asn1_gm
+from trust.algorithms import SHA256_DIGEST_INFO_PREFIX, SignatureAlgorithm
 from trust.algorithms import KeyType as OurKeyType
-from trust.algorithms import SignatureAlgorithm
 from trust.errors import (
     ConfigurationError,
     DeviceUnavailableError,
@@ -72,7 +72,6 @@ from trust.sm2 import raw_signature, z_value
 
 SCHEME = "pkcs11"
 P256_OID = "1.2.840.10045.3.1.7"
-_SHA256_DIGEST_INFO = bytes.fromhex("3031300d060960864801650304020105000420")
 _TOKEN_ATTRS = ("token", "serial", "slot-id", "manufacturer", "model")
 
 T = TypeVar("T")
@@ -597,7 +596,7 @@ class Pkcs11Backend:
         if alg.name == "rsa-pkcs1-sha256":
             if Mechanism.SHA256_RSA_PKCS in have:
                 return Mechanism.SHA256_RSA_PKCS, None, data, same
-            info = _SHA256_DIGEST_INFO + hashlib.sha256(data).digest()
+            info = SHA256_DIGEST_INFO_PREFIX + hashlib.sha256(data).digest()
             return Mechanism.RSA_PKCS, None, info, same
         if alg.name == "rsa-pss-sha256":
             param = (Mechanism.SHA256, MGF.SHA256, 32)

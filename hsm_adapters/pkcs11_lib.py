@@ -226,11 +226,11 @@ class Sm2Vendor:
     keygen: int
     sign_raw: int | None  # signs a host-computed e = SM3(Z || M)
     sign_sm3: int | None  # hashes on the device; the distinguishing ID is the parameter
-    der_output: bool = False  # returns DER SEQUENCE{r, s} instead of r || s
+    # Some (TASS) return DER SEQUENCE{r, s} rather than r || s: the signer accepts both.
 
 
 SM2_VENDORS: tuple[Sm2Vendor, ...] = (
-    Sm2Vendor("tass", ("tass",), 0x80000004, 0x80008001, 0x80008000, 0x80008100, True),
+    Sm2Vendor("tass", ("tass",), 0x80000004, 0x80008001, 0x80008000, 0x80008100),
     Sm2Vendor("sansec", ("upkcs11", "sansec"), 0x80000004, 0x80008001, 0x80008104, 0x80008100),
     # Luna's CKM_SM3_SM2DSA is left out: whether it adds Z is unconfirmed.
     Sm2Vendor("luna", ("luna", "safenet"), 0x80000016, 0x80000B20, 0x80000B21, None),

@@ -51,6 +51,7 @@ from hsm_adapters.pins import resolve_pin
 from trust import asn1_gm
 from trust.algorithms import (
     RSA_PKCS1_SHA256,
+    SHA256_DIGEST_INFO_PREFIX,
     SM2_SM3,
     KeyType,
     SignatureAlgorithm,
@@ -117,7 +118,6 @@ _PIN_MALFORMED = {0x0A000026, 0x0A000027}
 
 _MAX_LIST = 64 * 1024
 _MAX_BLOB = 64 * 1024
-_SHA256_DIGEST_INFO = bytes.fromhex("3031300d060960864801650304020105000420")
 _SENTINEL = 0xA5A5A5A5_A5A5A5A5
 
 T = TypeVar("T")
@@ -518,7 +518,7 @@ class SkfKey(KeyHandleBase):
             x, y = self._point
             tbs = hashlib.new("sm3", z_value(x, y, sm2_id) + data).digest()
         else:
-            tbs = _SHA256_DIGEST_INFO + hashlib.sha256(data).digest()
+            tbs = SHA256_DIGEST_INFO_PREFIX + hashlib.sha256(data).digest()
         signature = self._session.run(lambda: self._sign_on_device(tbs), after_replug=True)
         try:
             alg.verify(self._spki, signature, data, sm2_id=sm2_id)

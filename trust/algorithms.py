@@ -30,6 +30,8 @@ from trust.sm2 import DEFAULT_ID, Sm2PublicKey
 KeyType = Literal["sm2", "rsa", "ec-p256"]
 
 MIN_RSA_BITS = 2048
+SHA256_DIGEST_INFO_PREFIX = bytes.fromhex("3031300d060960864801650304020105000420")
+"""DER DigestInfo header for SHA-256: devices that pad PKCS#1 v1.5 themselves take it + hash."""
 RSA_SIZES = (2048, 3072, 4096)
 
 
