@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from etrust.cli import main
-from etrust.runtime import open_runtime
-from etrust.settings import load_settings
+from tests.officers import officer_home
 from trust.certificates import load_certificate, verify_issued_by
 from trust.crl import load_crl
 
@@ -51,20 +50,7 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 
 @pytest.fixture
 def home(tmp_path: Path) -> str:
-    h = str(tmp_path / "home")
-    assert main(["--home", h, "init"]) == 0
-    rt = open_runtime(load_settings(h))
-    try:
-        for name in ("zhang", "li"):
-            rt.keystore.generate(f"officer-{name}", "sm2")
-    finally:
-        rt.close()
-    for name in ("zhang", "li"):
-        assert (
-            main(["--home", h, "officer", "add", name, "--key-uri", f"soft:object=officer-{name}"])
-            == 0
-        )
-    return h
+    return officer_home(tmp_path / "home")
 
 
 def test_ceremony_end_to_end(home: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,6 +17,7 @@ from etrust.pki import init_pki
 from etrust.runtime import open_runtime
 from etrust.settings import load_settings
 from tests.conftest import SM2_ID_OPT, openssl, openssl_csr
+from tests.officers import officer_home
 from trust.certificates import load_certificate
 
 
@@ -356,22 +357,9 @@ def test_audit_log_records_and_verifies(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_dual_controlled_root_issuance(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    home = tmp_path / "dual"
-    home.mkdir()
-    (home / "etrust.toml").write_text('[dual_control]\n"ca.issue.root" = 2\n', "utf-8")
-    h = str(home)
-    assert main(["--home", h, "init"]) == 0
-    rt = open_runtime(load_settings(home))
-    try:
-        for name in ("zhang", "li", "wang"):
-            rt.keystore.generate(f"officer-{name}", "sm2")
-    finally:
-        rt.close()
-    for name in ("zhang", "li", "wang"):
-        assert (
-            main(["--home", h, "officer", "add", name, "--key-uri", f"soft:object=officer-{name}"])
-            == 0
-        )
+    h = officer_home(
+        tmp_path / "dual", officers=("zhang", "li", "wang"), dual_control={"ca.issue.root": 2}
+    )
     req = openssl_csr(tmp_path, "sm2", "/CN=第二签发CA")
     issue = [
         "--home",
@@ -427,22 +415,13 @@ def test_dual_controlled_root_issuance(tmp_path: Path, capsys: pytest.CaptureFix
 def test_new_officers_need_existing_officers_approval(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    home = tmp_path / "officers"
-    home.mkdir()
-    (home / "etrust.toml").write_text('[dual_control]\n"officer.add" = 1\n', "utf-8")
-    h = str(home)
-    assert main(["--home", h, "init"]) == 0
-    rt = open_runtime(load_settings(home))
-    try:
-        for name in ("zhang", "li", "zhang-alt"):
-            rt.keystore.generate(f"officer-{name}", "sm2")
-    finally:
-        rt.close()
-    for name in ("zhang", "li"):  # setting up: no one to approve yet
-        assert (
-            main(["--home", h, "officer", "add", name, "--key-uri", f"soft:object=officer-{name}"])
-            == 0
-        )
+    # Setting up: zhang and li are registered while there is no one to approve yet.
+    h = officer_home(
+        tmp_path / "officers",
+        officers=("zhang", "li", "zhang-alt"),
+        register=("zhang", "li"),
+        dual_control={"officer.add": 1},
+    )
     add_alt = [
         "--home",
         h,

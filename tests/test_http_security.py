@@ -14,44 +14,24 @@ from etrust.app import create_app
 from etrust.cli import main
 from etrust.runtime import open_runtime
 from etrust.settings import load_settings
+from tests.officers import officer_home
 from trust.certificates import make_name
 
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("sec-home")
-    (path / "etrust.toml").write_text('[dual_control]\n"ca.issue.root" = 2\n', "utf-8")
-    assert main(["--home", str(path), "init"]) == 0
+    officer_home(path, dual_control={"ca.issue.root": 2})
     rt = open_runtime(load_settings(path))
     try:
-        for name in ("zhang", "li"):
-            rt.keystore.generate(f"officer-{name}", "sm2")
         key = rt.keystore.generate("seal-demo", "sm2")
         rt.lifecycle.register("seal-demo", "seal", key, "cli:test", "for the API test")
-        cert = (
-            rt.pki()
-            .ca("issuing-sm2")
-            .issue(key.public_key_info, make_name("CN=印章"), "seal-signer")
-        )
+        issuing = rt.pki().ca("issuing-sm2")
+        cert = issuing.issue(key.public_key_info, make_name("CN=印章"), "seal-signer")
         rt.lifecycle.certify("seal-demo", cert, "issuing-sm2", "cli:test", "issued")
         rt.lifecycle.transition("seal-demo", "active", "cli:test", "in service")
     finally:
         rt.close()
-    for name in ("zhang", "li"):
-        assert (
-            main(
-                [
-                    "--home",
-                    str(path),
-                    "officer",
-                    "add",
-                    name,
-                    "--key-uri",
-                    f"soft:object=officer-{name}",
-                ]
-            )
-            == 0
-        )
     return path
 
 

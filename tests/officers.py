@@ -1,0 +1,38 @@
+"""A home with security officers: their keys in the home's keystore, registered by the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from etrust.cli import main
+from etrust.runtime import open_runtime
+from etrust.settings import load_settings
+
+
+def officer_home(
+    home: Path,
+    *,
+    officers: Iterable[str] = ("zhang", "li"),
+    register: Iterable[str] | None = None,
+    dual_control: dict[str, int] | None = None,
+) -> str:
+    """Initialise ``home``, make a key ``officer-NAME`` per officer and register ``register``
+    (all of them by default) with ``etrust officer add``; returns the home as a string."""
+    home.mkdir(parents=True, exist_ok=True)
+    if dual_control:
+        lines = "".join(f'"{op}" = {n}\n' for op, n in dual_control.items())
+        (home / "etrust.toml").write_text("[dual_control]\n" + lines, "utf-8")
+    h = str(home)
+    assert main(["--home", h, "init"]) == 0
+    names = list(officers)
+    rt = open_runtime(load_settings(home))
+    try:
+        for name in names:
+            rt.keystore.generate(f"officer-{name}", "sm2")
+    finally:
+        rt.close()
+    for name in names if register is None else register:
+        key = ["--key-uri", f"soft:object=officer-{name}"]
+        assert main(["--home", h, "officer", "add", name, *key]) == 0
+    return h
