@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 import time
 from collections.abc import Callable
@@ -21,6 +22,28 @@ def rate(fn: Callable[[], object], seconds: float = 2.0, batch: int = 50) -> flo
         now = time.perf_counter()
         if now >= deadline:
             return count / (now - start)
+
+
+def paired(
+    ours: Callable[[float], float],
+    reference: Callable[[float], float],
+    seconds: float,
+    rounds: int = 6,
+) -> tuple[float, float]:
+    """Medians of ``rounds`` alternating short runs of two measurements.
+
+    Each measurement takes a duration and returns a rate. Alternating them, and swapping which
+    goes first, spreads the machine's drift (other processes, CPU clocks) over both sides, so
+    the ratio is about the code and not about the minute it ran in.
+    """
+    slice_ = seconds / rounds
+    ours_rates: list[float] = []
+    ref_rates: list[float] = []
+    for n in range(rounds):
+        pair = [(ours, ours_rates), (reference, ref_rates)]
+        for measure, out in pair if n % 2 == 0 else reversed(pair):
+            out.append(measure(slice_))
+    return statistics.median(ours_rates), statistics.median(ref_rates)
 
 
 def openssl_speed(algorithm: str, seconds: int = 3) -> tuple[float, float]:

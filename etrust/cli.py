@@ -23,15 +23,14 @@ from typing import Any
 from asn1crypto import keys
 
 from etrust import ceremony, devices
-from etrust.audit import AuditEvent, Outcome
-from etrust.lifecycle import TRANSITIONS, revoke_key
+from etrust import security_ops as ops
+from etrust.audit import AuditEvent
 from etrust.pki import init_pki
 from etrust.runtime import Runtime, open_runtime
 from etrust.settings import load_settings
 from trust.ca import describe_name
 from trust.certificates import parse_serial, to_pem, unarmor
-from trust.errors import ApprovalRequiredError, EtrustError, KeyStateError, MalformedInputError
-from trust.keys import KeyUri
+from trust.errors import EtrustError, MalformedInputError
 from trust.profiles import PROFILES
 from trust.repository import REVOCATION_REASONS
 
@@ -190,7 +189,7 @@ def _require_approval(
 ) -> None:
     operation = _issue_operation(rt, ca_name, profile)
     if operation is not None:
-        _approve_if_required(rt, operation, ca_name, _issue_params(profile, csr), approval)
+        ops.approve_if_required(rt, operation, ca_name, _issue_params(profile, csr), approval)
 
 
 def _cmd_officer_add(rt: Runtime, args: argparse.Namespace) -> int:
@@ -200,17 +199,7 @@ def _cmd_officer_add(rt: Runtime, args: argparse.Namespace) -> int:
         public = keys.PublicKeyInfo.load(
             unarmor(_read(args.public_key), "public key", ("PUBLIC KEY",))
         )
-    # New officers are approved by existing ones once there are more of them than the
-    # approvals needed (a requester plus m others); before that the first officers are being
-    # set up. Otherwise one officer could register a second identity and approve alone.
-    dc = rt.dual_control
-    if dc.required("officer.add") and len(dc.officers()) > dc.required("officer.add"):
-        fingerprint = hashlib.sha256(public.dump()).hexdigest()
-        _approve_if_required(
-            rt, "officer.add", args.name, {"public_key_sha256": fingerprint}, args.approval
-        )
-    dc.add_officer(args.name, public)
-    _audit(rt, "officer.add", args.name)
+    ops.register_officer(rt, _actor(), args.name, public, args.approval)
     _print(args, {"officer": args.name}, f"security officer {args.name} registered")
     return 0
 
@@ -226,13 +215,8 @@ def _cmd_approval_request(rt: Runtime, args: argparse.Namespace) -> int:
     params = dict(p.split("=", 1) for p in args.param if "=" in p)
     if args.csr:
         params.update(_issue_params(args.profile or "", _read(args.csr)))
-    request = rt.dual_control.request(args.operation, args.target, params, requester=args.officer)
-    _audit(
-        rt,
-        "approval.request",
-        request.id,
-        request_hash=request.request_hash,
-        detail={"operation": args.operation, "target": args.target, "requester": args.officer},
+    request = ops.request_approval(
+        rt, _actor(), args.operation, args.target, params, requester=args.officer
     )
     _print(
         args,
@@ -360,54 +344,14 @@ def _cmd_audit_list(rt: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
-def _approve_if_required(
-    rt: Runtime, operation: str, target: str, params: dict[str, Any], approval: str | None
-) -> None:
-    needed = rt.dual_control.required(operation)
-    if needed == 0:
-        return
-    if approval is None:
-        raise ApprovalRequiredError(
-            f"{operation} needs {needed} approvals: etrust approval request {operation} {target} "
-            + " ".join(f"--param {k}={v}" for k, v in params.items())
-            + " --as OFFICER, then --approval ID"
-        )
-    rt.dual_control.authorize(approval, operation, target, params)
-
-
 def _cmd_ceremony_run(rt: Runtime, args: argparse.Namespace) -> int:
     text = _read(args.file)
-    parsed = ceremony.parse(text)
     out = Path(args.out)
     if not out.parent.is_dir() or out.exists():
         raise MalformedInputError(f"--out must name a new file in an existing folder: {out}")
-    _approve_if_required(
-        rt, "ceremony.run", parsed.name, {"file_sm3": parsed.file_hash}, args.approval
-    )
-    signer = rt.audit_signer
-    document = ceremony.run(
-        parsed,
-        pki=rt.pki(),
-        keys=rt.keys,
-        lifecycle=rt.lifecycle,
-        officers=rt.dual_control.officers(),
-        actor=_actor(),
-        signer=signer,
-    )
+    document = ops.run_ceremony(rt, _actor(), text, args.approval)
     transcript = document["transcript"]
-    outcome: Outcome = "success" if transcript["outcome"] == "completed" else "failure"
-    rt.record(
-        AuditEvent(
-            _actor(),
-            "ceremony.run",
-            parsed.name,
-            None,
-            parsed.file_hash,
-            outcome,
-            {"steps": len(transcript["steps"]), "outcome": transcript["outcome"]},
-        )
-    )
-    Path(args.out).write_text(json.dumps(document, ensure_ascii=False, indent=2), "utf-8")
+    out.write_text(json.dumps(document, ensure_ascii=False, indent=2), "utf-8")
     _print(
         args,
         {
@@ -415,9 +359,9 @@ def _cmd_ceremony_run(rt: Runtime, args: argparse.Namespace) -> int:
             "transcript": args.out,
             "steps": len(transcript["steps"]),
         },
-        f"ceremony {parsed.name}: {transcript['outcome']}, {len(transcript['steps'])} steps, transcript in {args.out}",
+        f"ceremony {transcript['ceremony']}: {transcript['outcome']}, {len(transcript['steps'])} steps, transcript in {args.out}",
     )
-    return 0 if outcome == "success" else 1
+    return 0 if transcript["outcome"] == "completed" else 1
 
 
 def _cmd_ceremony_verify(rt: Runtime, args: argparse.Namespace) -> int:
@@ -456,31 +400,16 @@ def _cmd_key_list(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 def _cmd_key_change(rt: Runtime, args: argparse.Namespace) -> int:
-    life = rt.lifecycle
-    target = args.state
-    if target == "rotated":
-        key = life.rotate(args.name, args.successor, _actor(), args.reason)
-    elif target == "revoked":
-        key = revoke_key(life, rt.pki(), args.name, _actor(), args.reason, args.revocation_reason)
-    elif target == "destroyed":
-        if args.confirm != args.name:
-            raise MalformedInputError(f"destroying a key needs --confirm {args.name}")
-        current = life.get(args.name)
-        if "destroyed" not in TRANSITIONS[current.state]:  # before an approval is spent
-            raise KeyStateError(f"key {args.name} is {current.state}; rotate or revoke it first")
-        _approve_if_required(
-            rt, "key.destroy", args.name, {"key_uri": current.key_uri}, args.approval
-        )
-        rt.keys.backend(KeyUri.parse(current.key_uri).scheme).destroy(current.key_uri)
-        key = life.transition(args.name, "destroyed", _actor(), args.reason)
-    else:
-        key = life.transition(args.name, target, _actor(), args.reason)
-    _audit(
+    key = ops.change_key_state(
         rt,
-        f"key.{args.command_name}",
+        _actor(),
         args.name,
-        key_uri=key.key_uri,
-        detail={"state": key.state, "reason": args.reason},
+        args.state,
+        args.reason,
+        successor=getattr(args, "successor", None),
+        revocation_reason=getattr(args, "revocation_reason", "key_compromise"),
+        confirm=getattr(args, "confirm", None),
+        approval=getattr(args, "approval", None),
     )
     _print(args, {"name": key.name, "state": key.state}, f"key {key.name} is now {key.state}")
     return 0

@@ -10,6 +10,7 @@ and every call into it is serialised.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import threading
@@ -58,16 +59,39 @@ class _InitArgs(ctypes.Structure):
 
 
 _CInitialize = ctypes.CFUNCTYPE(ctypes.c_ulong, ctypes.c_void_p)
+_CLogin = ctypes.CFUNCTYPE(
+    ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_ulong
+)
 
 
 class _FunctionListHead(ctypes.Structure):
-    """The start of CK_FUNCTION_LIST: a CK_VERSION, then C_Initialize."""
+    """The start of CK_FUNCTION_LIST (pkcs11f.h order): a CK_VERSION, C_Initialize ... C_Login."""
 
     _fields_ = [
         ("major", ctypes.c_ubyte),
         ("minor", ctypes.c_ubyte),
         ("c_initialize", _CInitialize),
+        *(
+            (f"unused_{n}", ctypes.c_void_p) for n in range(17)
+        ),  # C_Finalize ... C_SetOperationState
+        ("c_login", _CLogin),
     ]
+
+
+_CKU_USER = 1
+CKR_USER_ALREADY_LOGGED_IN = 0x100
+_LOGIN_ERRORS: dict[int, type[p11x.PKCS11Error]] = {
+    0x30: p11x.DeviceError,
+    0x32: p11x.DeviceRemoved,
+    0xA0: p11x.PinIncorrect,
+    0xA1: p11x.PinInvalid,
+    0xA2: p11x.PinLenRange,
+    0xA3: p11x.PinExpired,
+    0xA4: p11x.PinLocked,
+    0xB0: p11x.SessionClosed,
+    0xB3: p11x.SessionHandleInvalid,
+    0xE0: p11x.TokenNotPresent,
+}
 
 
 class _PreinitialisedLib(_CyLib):  # type: ignore[misc]
@@ -77,8 +101,8 @@ class _PreinitialisedLib(_CyLib):  # type: ignore[misc]
         """Skip ``C_Initialize(NULL)``: the module is initialised, with OS locking."""
 
 
-def _initialise_with_locking(path: str) -> bool:
-    """C_Initialize with CKF_OS_LOCKING_OK; True when the module now runs thread-safe."""
+def _function_list(path: str) -> Any:
+    """The module's CK_FUNCTION_LIST (its head, as far as we call it)."""
     try:
         dll = ctypes.CDLL(path)
         get_function_list = dll.C_GetFunctionList
@@ -90,14 +114,19 @@ def _initialise_with_locking(path: str) -> bool:
     rv = get_function_list(ctypes.byref(functions))
     if rv != _CKR_OK or not functions:
         raise DeviceUnavailableError(f"PKCS#11 module {path}: C_GetFunctionList failed ({rv:#x})")
+    return functions.contents
+
+
+def _initialise_with_locking(functions: Any, path: str) -> bool:
+    """C_Initialize with CKF_OS_LOCKING_OK; True when the module now runs thread-safe."""
     args = _InitArgs(None, None, None, None, _CKF_OS_LOCKING_OK, None)
-    rv = functions.contents.c_initialize(ctypes.addressof(args))
+    rv = functions.c_initialize(ctypes.addressof(args))
     if rv == _CKR_OK:
         return True
     if rv == _CKR_ALREADY_INITIALIZED:
         return False  # initialised by someone else: we cannot know whether it locks
     if rv == _CKR_CANT_LOCK:
-        rv = functions.contents.c_initialize(None)
+        rv = functions.c_initialize(None)
         if rv in (_CKR_OK, _CKR_ALREADY_INITIALIZED):
             return False
     raise DeviceUnavailableError(f"PKCS#11 module {path}: C_Initialize failed ({rv:#x})")
@@ -111,10 +140,28 @@ class Module:
     lib: Any  # pkcs11._pkcs11.lib
     thread_safe: bool
     call_lock: threading.RLock
+    functions: Any  # CK_FUNCTION_LIST head, for the calls we make ourselves
 
     @property
     def manufacturer(self) -> str:
         return str(self.lib.manufacturer_id).strip()
+
+    def serialised(self) -> contextlib.AbstractContextManager[Any]:
+        """Hold this while calling a module that cannot take calls from several threads."""
+        return contextlib.nullcontext() if self.thread_safe else self.call_lock
+
+    def login(self, session_handle: int, pin: str) -> None:
+        """C_Login as the user on a session python-pkcs11 opened without a PIN.
+
+        python-pkcs11 logs in inside ``Token.open`` and leaks the session it opened when the
+        login fails; and a session it logged in closes with C_Logout, which logs out every
+        session of the process. Logging in ourselves avoids both. Already logged in (login is
+        per application) counts as done.
+        """
+        encoded = pin.encode()
+        rv = self.functions.c_login(session_handle, _CKU_USER, encoded, len(encoded))
+        if rv not in (_CKR_OK, CKR_USER_ALREADY_LOGGED_IN):
+            raise _LOGIN_ERRORS.get(rv, p11x.GeneralError)()
 
 
 _modules: dict[str, Module] = {}
@@ -132,12 +179,13 @@ def load_module(path: str) -> Module:
             raise DeviceUnavailableError(
                 f"PKCS#11 module {path} does not exist; set {MODULE_ENV} or module-path="
             )
+        functions = _function_list(real)
         loaded: dict[str, Any] = pkcs11._loaded  # python-pkcs11's own per-path cache
         existing = loaded.get(path) or loaded.get(real)
         if existing is not None:
             lib, thread_safe = existing, False
         else:
-            thread_safe = _initialise_with_locking(real)
+            thread_safe = _initialise_with_locking(functions, real)
             try:
                 lib = _PreinitialisedLib(real)
             except p11x.PKCS11Error as exc:
@@ -149,7 +197,7 @@ def load_module(path: str) -> Module:
             # So pkcs11.lib(path) elsewhere in the process returns this object instead of
             # calling C_Initialize(NULL) a second time (which the module would refuse).
             loaded[path] = loaded[real] = lib
-        module = Module(real, lib, thread_safe, threading.RLock())
+        module = Module(real, lib, thread_safe, threading.RLock(), functions)
         _modules[real] = module
         return module
 

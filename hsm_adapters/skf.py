@@ -674,8 +674,10 @@ class SkfBackend:
             session.open()
             if container not in session.container_names():
                 raise KeyNotFoundError(f"no container {container!r} in {device}/{application}")
+            # No PIN yet: the public key and certificate are readable without it, and a
+            # desk's USB key is asked for its PIN when it first signs, not when a service
+            # starts or a command merely names the key.
             session.pin_refused = False  # an explicit find may try the PIN source again
-            session.login(pin())
             hcon = session.container(container)
             kind, cert = _container_info(api, hcon)
             key_type, spki = _public_key(api, hcon)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
+from contextlib import redirect_stdout
+from io import StringIO
 from pathlib import Path
 
 from etrust.cli import main
@@ -36,3 +39,11 @@ def officer_home(
         key = ["--key-uri", f"soft:object=officer-{name}"]
         assert main(["--home", h, "officer", "add", name, *key]) == 0
     return h
+
+
+def api_headers(home: Path, name: str, role: str) -> dict[str, str]:
+    """Create an API client with ``etrust client create`` and return its bearer header."""
+    out = StringIO()
+    with redirect_stdout(out):
+        assert main(["--home", str(home), "client", "create", name, "--role", role, "--json"]) == 0
+    return {"Authorization": "Bearer " + json.loads(out.getvalue())["token"]}

@@ -14,7 +14,7 @@ from etrust.app import create_app
 from etrust.cli import main
 from etrust.runtime import open_runtime
 from etrust.settings import load_settings
-from tests.officers import officer_home
+from tests.officers import api_headers, officer_home
 from trust.certificates import make_name
 
 
@@ -35,24 +35,16 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _token(home: Path, name: str, role: str, capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
-    capsys.readouterr()
-    assert main(["--home", str(home), "client", "create", name, "--role", role, "--json"]) == 0
-    return {"Authorization": "Bearer " + json.loads(capsys.readouterr().out)["token"]}
-
-
 @pytest.fixture(scope="module")
 def client(home: Path) -> Iterator[TestClient]:
     with TestClient(create_app(load_settings(home))) as c:
         yield c
 
 
-def test_roles_and_key_states(
-    home: Path, client: TestClient, capsys: pytest.CaptureFixture[str]
-) -> None:
-    auditor = _token(home, "auditor-a", "auditor", capsys)
-    officer = _token(home, "officer-a", "security-officer", capsys)
-    ra = _token(home, "ra-a", "ra-officer", capsys)
+def test_roles_and_key_states(home: Path, client: TestClient) -> None:
+    auditor = api_headers(home, "auditor-a", "auditor")
+    officer = api_headers(home, "officer-a", "security-officer")
+    ra = api_headers(home, "ra-a", "ra-officer")
     assert client.get("/api/v1/keys", headers=ra).json()["code"] == "FORBIDDEN"
     keys = client.get("/api/v1/keys", headers=auditor).json()
     assert [(k["name"], k["state"]) for k in keys] == [("seal-demo", "active")]
@@ -72,7 +64,7 @@ def test_roles_and_key_states(
     assert events[-1]["to_state"] == "suspended" and events[-1]["actor"] == "api:officer-a"
     assert client.get("/api/v1/keys/nope/events", headers=auditor).status_code == 404
     records = client.get("/api/v1/audit/records", headers=auditor).json()
-    assert any(r["action"] == "key.suspended" and r["actor"] == "api:officer-a" for r in records)
+    assert any(r["action"] == "key.suspend" and r["actor"] == "api:officer-a" for r in records)
     verification = client.get("/api/v1/audit/verification", headers=auditor).json()
     assert verification["intact"] is True and verification["records"] >= 1
 
@@ -80,8 +72,8 @@ def test_roles_and_key_states(
 def test_signed_approvals_over_the_api(
     home: Path, client: TestClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    officer = _token(home, "officer-b", "security-officer", capsys)
-    auditor = _token(home, "auditor-b", "auditor", capsys)
+    officer = api_headers(home, "officer-b", "security-officer")
+    auditor = api_headers(home, "auditor-b", "auditor")
     capsys.readouterr()
     code = main(
         [

@@ -384,17 +384,80 @@ def test_pool_stays_bounded_and_recovers_while_busy(softhsm_token: Token) -> Non
     assert len(backend._pool._all) <= 2 and backend._pool._open_count <= 2
 
 
-def test_dropping_the_login_session_keeps_the_others_logged_in(softhsm_token: Token) -> None:
-    """python-pkcs11 closes the session that logged in with C_Logout, which logs out the whole
-    process: after a reset that session must be dropped without closing it."""
+def test_closing_the_session_that_logged_in_keeps_the_others_logged_in(
+    softhsm_token: Token,
+) -> None:
+    """A session python-pkcs11 logged in closes with C_Logout, which logs out the whole
+    process; ours log in by our own C_Login, so closing the first one after a reset is safe."""
     backend = Pkcs11Backend.from_uri(softhsm_token.uri(), pool_size=2)
     key = backend.generate("login-holder", "ec-p256")
     key.sign(b"first")  # the pool's first session logs in
-    with backend._pool.session() as holder:
-        assert holder.holds_login
+    with backend._pool.session() as first:
         backend._pool.reset()
         key.sign(b"during")  # a new session, relying on the process-wide login
-    # Giving back the old login session dropped it; the new session, looking the key up
-    # afresh, still sees it (a logged-out session would not find a private key at all).
+    # Giving the first session back closed it; the new session, looking the key up afresh,
+    # still sees it (a logged-out session would not find a private key at all).
+    assert first not in backend._pool._all
     backend._pool.forget_key(key.key_id)
     ECDSA_P256_SHA256.verify(key.public_key_info, key.sign(b"after"), b"after")
+
+
+def _live_sessions(module: str, below: int) -> list[int]:
+    """Session handles under ``below`` that the module still knows (C_GetSessionInfo)."""
+
+    class SessionInfo(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_ulong) for n in ("slot", "state", "flags", "error")]
+
+    get_info = ctypes.CDLL(module).C_GetSessionInfo
+    get_info.argtypes = [ctypes.c_ulong, ctypes.POINTER(SessionInfo)]
+    get_info.restype = ctypes.c_ulong
+    info = SessionInfo()
+    return [h for h in range(1, below) if get_info(h, ctypes.byref(info)) == 0]
+
+
+def test_a_refused_login_leaves_no_session_open(softhsm_token: Token) -> None:
+    lib = pkcs11.lib(softhsm_token.module)
+    before = lib.get_token(token_label=softhsm_token.label).open()
+    wrong = Pkcs11Backend(softhsm_token.module, softhsm_token.label, pin="99999999")
+    with pytest.raises(PinIncorrectError):
+        wrong.list()
+    after = lib.get_token(token_label=softhsm_token.label).open()
+    assert after.handle > before.handle + 1  # the login attempt had a session of its own
+    live = _live_sessions(softhsm_token.module, after.handle)
+    assert before.handle in live
+    assert not [h for h in live if h > before.handle], "the failed login's session is still open"
+    before.close()
+    after.close()
+
+
+def test_a_module_without_locking_gets_one_call_at_a_time(
+    softhsm_token: Token, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A module that cannot lock sees every call (token lookup, mechanisms, signing) under
+    the process's lock for it, and one session."""
+    import dataclasses
+
+    from hsm_adapters import pkcs11 as adapter
+
+    real = adapter.load_module(softhsm_token.module)
+    unlocked = dataclasses.replace(real, thread_safe=False, call_lock=threading.RLock())
+    monkeypatch.setattr(adapter, "load_module", lambda path: unlocked)
+    backend = Pkcs11Backend(softhsm_token.module, softhsm_token.label, pin=softhsm_token.pin)
+    assert backend.pool_size == 1
+    key = backend.generate("serial", "ec-p256")
+
+    def blocked_while_held(call: Any) -> None:
+        done = threading.Event()
+        worker = threading.Thread(target=lambda: (call(), done.set()))
+        with unlocked.call_lock:
+            worker.start()
+            assert not done.wait(0.3), "a module call ran while another held the module"
+        worker.join(timeout=30)
+        assert done.is_set()
+
+    blocked_while_held(lambda: key.sign(b"x"))
+    backend._mechanisms = None
+    blocked_while_held(backend.mechanisms)
+    backend._pool.reset()
+    blocked_while_held(lambda: backend.token_label)
+    blocked_while_held(lambda: probe(softhsm_token.uri()))

@@ -164,26 +164,38 @@ def test_wrong_pin_counts_down_by_one_then_locks(device: Device) -> None:
     backend = SkfBackend(environ={"UKEY_PIN": wrong})
     seen = []
     for _ in range(5):
+        key = backend.find(uri)  # each explicit find allows the PIN source one more try
         with pytest.raises(PinIncorrectError) as info:
-            backend.find(uri)
+            key.sign(MESSAGE)
         assert wrong not in str(info.value)
         seen.append(info.value.attempts_left)
     assert seen == [5, 4, 3, 2, 1]
     probe = backend.probe(uri)
     assert probe["devices"][0]["applications"][0]["user_pin"]["retries_left"] == 1
     with pytest.raises(PinLockedError):
-        backend.find(uri)
+        backend.find(uri).sign(MESSAGE)
     with pytest.raises(PinLockedError):  # the right PIN no longer helps
-        device.backend.find(device.uri("seal"))
+        device.backend.find(device.uri("seal")).sign(MESSAGE)
     backend.close()
+
+
+def test_finding_a_key_asks_for_no_pin(device: Device) -> None:
+    """A service or command that only names a USB key must not spend a PIN try."""
+    uri = device.uri("seal", **{"pin-source": "env:UKEY_PIN"})
+    key = SkfBackend(environ={"UKEY_PIN": "00000000"}).find(uri)
+    assert (
+        key.public_key_info.dump() == device.backend.find(device.uri("seal")).public_key_info.dump()
+    )
+    pin = device.backend.probe()["devices"][0]["applications"][0]["user_pin"]
+    assert pin["retries_left"] == 6
 
 
 def test_right_pin_resets_the_counter(device: Device) -> None:
     uri = device.uri("seal", **{"pin-source": "env:UKEY_PIN"})
     with pytest.raises(PinIncorrectError) as info:
-        SkfBackend(environ={"UKEY_PIN": "00000000"}).find(uri)
+        SkfBackend(environ={"UKEY_PIN": "00000000"}).find(uri).sign(MESSAGE)
     assert info.value.attempts_left == 5
-    device.backend.find(device.uri("seal"))
+    device.backend.find(device.uri("seal")).sign(MESSAGE)
     pin = device.backend.probe()["devices"][0]["applications"][0]["user_pin"]
     assert pin == {"max_retries": 6, "retries_left": 6, "default_pin": False}
 

@@ -260,3 +260,26 @@ def test_sm2_fails_closed_without_a_capable_libcrypto(
         sm2_module.ensure_available()
     with pytest.raises(CryptoUnavailableError):
         Sm2PrivateKey.generate()
+
+
+@pytest.mark.parametrize(
+    ("r", "s"),
+    [
+        (b"\x00" * 31 + b"\x01", b"\xff" * 32),  # leading zeros stripped; high bit padded
+        (b"\x7f" + b"\x00" * 31, b"\x80" + b"\x00" * 31),
+        (b"\x00" * 32 + b"\x12" * 32, b"\x00" * 33 + b"\x34" * 31),  # 64-byte device fields
+    ],
+)
+def test_raw_signature_matches_asn1crypto(r: bytes, s: bytes) -> None:
+    expected = algos.DSASignature(
+        {"r": int.from_bytes(r, "big"), "s": int.from_bytes(s, "big")}
+    ).dump()
+    assert sm2_module.raw_signature(r, s) == expected
+
+
+@pytest.mark.parametrize(
+    ("r", "s"), [(b"\x00" * 32, b"\x01"), (b"\x01", b""), (b"\x01" * 33, b"\x01")]
+)
+def test_raw_signature_refuses_values_out_of_range(r: bytes, s: bytes) -> None:
+    with pytest.raises(MalformedInputError):
+        sm2_module.raw_signature(r, s)

@@ -64,17 +64,20 @@ def der_signature(r: int, s: int) -> bytes:
 def raw_signature(r_bytes: bytes, s_bytes: bytes) -> bytes:
     """DER from big-endian r and s of any width (left-padded device fields, 32 or 64 bytes).
 
-    Works on the bytes (no integer round trip): it runs once per device signature.
+    Works on the bytes (no integer round trip): it runs once per device signature. Both values
+    fit in 33 octets, so every length here is a single octet.
     """
-    parts = []
-    for value in (r_bytes, s_bytes):
-        stripped = bytes(value).lstrip(b"\x00")
-        if not stripped or len(stripped) > 32:
-            raise MalformedInputError("SM2/ECDSA signature values out of range")
-        if stripped[0] & 0x80:
-            stripped = b"\x00" + stripped
-        parts.append(b"\x02" + bytes((len(stripped),)) + stripped)
-    return der.sequence(*parts)
+    body = _der_unsigned(r_bytes) + _der_unsigned(s_bytes)
+    return b"\x30" + bytes((len(body),)) + body
+
+
+def _der_unsigned(value: bytes) -> bytes:
+    stripped = bytes(value).lstrip(b"\x00")
+    if not stripped or len(stripped) > 32:
+        raise MalformedInputError("SM2/ECDSA signature values out of range")
+    if stripped[0] & 0x80:
+        stripped = b"\x00" + stripped
+    return b"\x02" + bytes((len(stripped),)) + stripped
 
 
 class _Lib:
