@@ -1,0 +1,228 @@
+"""Verification reports: one shape for every signed format (OFD, PDF, seals, SES, CMS).
+
+A verification never raises for a bad document; it returns a :class:`Report` with a verdict
+(PASSED / FAILED / INDETERMINATE, as in ETSI EN 319 102-1), a stable sub-reason code, a one-line
+message for experts and one in plain Chinese for a window clerk, and every check that was made.
+A document with several signatures has one report per signature under ``signatures``; its own
+verdict is the worst of them and of its own checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from trust.validation import Check, ValidationReport
+
+Verdict = Literal["PASSED", "FAILED", "INDETERMINATE"]
+CheckResult = Literal["passed", "failed", "indeterminate", "skipped"]
+
+__all__ = ["REASONS", "Check", "Report", "Verdict", "chain_reason", "check", "combine", "report"]
+
+
+@dataclass(frozen=True)
+class _Reason:
+    verdict: Verdict
+    en: str
+    zh: str
+
+
+REASONS: dict[str, _Reason] = {
+    "OK": _Reason("PASSED", "Every signature and seal checked out.", "签章有效，文件未被修改"),
+    "UNSUPPORTED_FORMAT": _Reason(
+        "INDETERMINATE",
+        "This is not a signed document of a kind we verify.",
+        "无法识别的文件类型，不能验证",
+    ),
+    "FORMAT_FAILURE": _Reason(
+        "FAILED", "The signed document is malformed.", "签章文件格式错误或已损坏"
+    ),
+    "NO_SIGNATURE": _Reason("FAILED", "The document carries no signature.", "文件中没有签章"),
+    "HASH_FAILURE": _Reason(
+        "FAILED", "The signed content was changed after signing.", "文件内容在签章后被修改"
+    ),
+    "UNPROTECTED_CONTENT": _Reason(
+        "FAILED",
+        "The document holds content that no signature covers (added after signing).",
+        "文件中有未被签章保护的内容（可能在签章后被添加）",
+    ),
+    "SIG_CRYPTO_FAILURE": _Reason(
+        "FAILED", "A signature value does not verify.", "签名值验证失败，签章可能是伪造的"
+    ),
+    "SEAL_INVALID": _Reason(
+        "FAILED", "The seal's own signature (by its maker) does not verify.", "印章数据验证失败"
+    ),
+    "SEAL_EXPIRED": _Reason(
+        "FAILED", "The seal was not valid when the document was signed.", "签章时印章不在有效期内"
+    ),
+    "SIGNER_NOT_ALLOWED": _Reason(
+        "FAILED",
+        "The signer's certificate is not among those the seal allows.",
+        "签章人证书不在印章授权列表中",
+    ),
+    "SEAL_MISMATCH": _Reason(
+        "FAILED",
+        "The seal stored beside the signature differs from the one signed.",
+        "签章所附印章与签名中的印章不一致",
+    ),
+    "REVOKED": _Reason("FAILED", "A certificate has been revoked.", "证书已被吊销"),
+    "EXPIRED": _Reason(
+        "FAILED", "A certificate was expired at the signing time.", "签章时证书已过期"
+    ),
+    "NOT_YET_VALID": _Reason(
+        "FAILED", "A certificate was not yet valid at the signing time.", "签章时证书尚未生效"
+    ),
+    "CHAIN_CONSTRAINTS_FAILURE": _Reason(
+        "FAILED", "A certificate chain is not valid.", "证书链无效"
+    ),
+    "NO_CERTIFICATE_CHAIN_FOUND": _Reason(
+        "INDETERMINATE",
+        "No chain to a trusted root: the signer's certification authority is not known here.",
+        "签名正确，但签发证书的机构不在信任列表中，无法确认签章人身份",
+    ),
+    "REVOCATION_UNKNOWN": _Reason(
+        "INDETERMINATE",
+        "Whether a certificate was revoked could not be established.",
+        "无法确认证书是否已被吊销",
+    ),
+    "TIMESTAMP_INVALID": _Reason("FAILED", "The timestamp does not verify.", "时间戳验证失败"),
+    "CRYPTO_CONSTRAINTS_FAILURE": _Reason(
+        "INDETERMINATE",
+        "A signature uses an algorithm we cannot verify or do not accept.",
+        "签名算法不受支持，无法验证",
+    ),
+    "INTERNAL": _Reason(
+        "INDETERMINATE",
+        "The verification could not be completed (an internal error, logged).",
+        "验证过程中发生内部错误，无法得出结论",
+    ),
+}
+
+_RANK: dict[Verdict, int] = {"PASSED": 0, "INDETERMINATE": 1, "FAILED": 2}
+
+
+def check(name: str, result: CheckResult, detail: str = "") -> Check:
+    """One step of a verification (same shape as the chain validator's checks)."""
+    return Check(name=name, result=result, detail=detail)
+
+
+@dataclass(frozen=True)
+class Report:
+    """What a verification found. ``details`` holds facts for experts (signer, seal, times)."""
+
+    format: str
+    verdict: Verdict
+    reason: str
+    message: str
+    message_zh: str
+    checks: tuple[Check, ...] = ()
+    signatures: tuple[Report, ...] = ()
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == "PASSED"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "format": self.format,
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "message": self.message,
+            "message_zh": self.message_zh,
+            "checks": [dict(c) for c in self.checks],
+            "details": dict(self.details),
+        }
+        if self.signatures:
+            out["signatures"] = [s.to_dict() for s in self.signatures]
+        return out
+
+
+def report(
+    format: str,
+    reason: str,
+    detail: str = "",
+    *,
+    checks: Iterable[Check] = (),
+    signatures: Iterable[Report] = (),
+    details: Mapping[str, Any] | None = None,
+) -> Report:
+    """A report for ``reason`` (a key of :data:`REASONS`); ``detail`` adds the specifics."""
+    spec = REASONS[reason]
+    message = f"{spec.en} {detail}".strip() if detail and reason != "OK" else spec.en
+    return Report(
+        format=format,
+        verdict=spec.verdict,
+        reason=reason,
+        message=message,
+        message_zh=spec.zh,
+        checks=tuple(checks),
+        signatures=tuple(signatures),
+        details=dict(details or {}),
+    )
+
+
+def combine(
+    format: str,
+    signatures: Sequence[Report],
+    *,
+    checks: Iterable[Check] = (),
+    findings: Sequence[tuple[str, str]] = (),
+    details: Mapping[str, Any] | None = None,
+) -> Report:
+    """A document's report: the worst of its signatures' verdicts and its own ``findings``
+    (``(reason, detail)`` pairs for document-level problems); the first worst one names it."""
+    candidates: list[tuple[Verdict, str, str]] = [
+        (REASONS[reason].verdict, reason, detail) for reason, detail in findings
+    ]
+    candidates += [(s.verdict, s.reason, s.message) for s in signatures]
+    if not signatures and not findings:
+        candidates.append(("FAILED", "NO_SIGNATURE", ""))
+    worst = max(candidates, key=lambda c: _RANK[c[0]], default=("PASSED", "OK", ""))
+    if worst[0] == "PASSED":
+        worst = ("PASSED", "OK", "")
+    _, reason, detail = worst
+    if any(reason == s.reason and detail == s.message for s in signatures):
+        detail = ""  # the signature's own report already says it
+    built = report(format, reason, detail, checks=checks, signatures=signatures, details=details)
+    if len(signatures) > 1 and reason != "OK":
+        index = next((i for i, s in enumerate(signatures) if s.reason == reason), None)
+        if index is not None:
+            return _with_message(built, f"Signature {index + 1}: {REASONS[reason].en}")
+    return built
+
+
+def _with_message(built: Report, message: str) -> Report:
+    return Report(
+        built.format,
+        built.verdict,
+        built.reason,
+        message,
+        built.message_zh,
+        built.checks,
+        built.signatures,
+        built.details,
+    )
+
+
+_CHAIN_REASONS = {
+    "OK": "OK",
+    "EXPIRED": "EXPIRED",
+    "NOT_YET_VALID": "NOT_YET_VALID",
+    "REVOKED": "REVOKED",
+    "NO_PATH": "NO_CERTIFICATE_CHAIN_FOUND",
+    # A root we do not trust is, for a document, an unknown authority: we cannot say who signed.
+    "UNTRUSTED_ROOT": "NO_CERTIFICATE_CHAIN_FOUND",
+    "REVOCATION_UNKNOWN": "REVOCATION_UNKNOWN",
+    "ALGORITHM_UNSUPPORTED": "CRYPTO_CONSTRAINTS_FAILURE",
+    "ALGORITHM_DISALLOWED": "CRYPTO_CONSTRAINTS_FAILURE",
+    "SIGNATURE_INVALID": "CHAIN_CONSTRAINTS_FAILURE",
+    "MALFORMED": "FORMAT_FAILURE",
+    "INTERNAL": "INTERNAL",
+}
+
+
+def chain_reason(validation: ValidationReport) -> str:
+    """The document-level sub-reason for a certificate chain's validation report."""
+    return _CHAIN_REASONS.get(validation.reason, "CHAIN_CONSTRAINTS_FAILURE")
