@@ -18,7 +18,7 @@ from trust.profiles import IssuerPointers
 from trust.repository import MemoryRepository
 from trust.softkeys import SoftwareKeyStore
 
-pytest_plugins = ["tests.db_fixtures", "tests.softhsm"]
+pytest_plugins = ["tests.db_fixtures", "tests.softhsm", "tests.signing_pki"]
 
 IN_CI = os.environ.get("CI") == "true"
 SM2_ID_OPT = "distid:1234567812345678"
