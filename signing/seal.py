@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -265,15 +267,36 @@ def verify_span(
     return alg
 
 
+_VERIFIED_SEALS: OrderedDict[bytes, SignatureAlgorithm] = OrderedDict()
+_VERIFIED_SEALS_LOCK = threading.Lock()
+_VERIFIED_SEALS_MAX = 1024
+
+
 def check_seal_signature(seal: ParsedSeal) -> SignatureAlgorithm:
-    """The maker's signature over the seal's signed bytes (raises when it does not verify)."""
-    return verify_span(
+    """The maker's signature over the seal's signed bytes (raises when it does not verify).
+
+    A seal is verified once per process: every signature of a department embeds the same seal,
+    byte for byte, and its verification is a full SM2 or RSA check. Only successes are kept,
+    keyed by the SHA-256 of the whole seal (so any changed byte is a different seal).
+    """
+    digest = hashlib.sha256(seal.der).digest()
+    with _VERIFIED_SEALS_LOCK:
+        known = _VERIFIED_SEALS.get(digest)
+        if known is not None:
+            _VERIFIED_SEALS.move_to_end(digest)
+            return known
+    alg = verify_span(
         seal.maker_cert.public_key,
         seal.algorithm_oid,
         seal.signature,
         seal.signed_bytes,
         raw_rs=seal.version == 1,
     )
+    with _VERIFIED_SEALS_LOCK:
+        _VERIFIED_SEALS[digest] = alg
+        if len(_VERIFIED_SEALS) > _VERIFIED_SEALS_MAX:
+            _VERIFIED_SEALS.popitem(last=False)
+    return alg
 
 
 def check_key_pair(key: KeyHandle, cert: x509.Certificate, role: str) -> None:

@@ -9,6 +9,7 @@ step; it never raises for a bad signature.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -106,13 +107,7 @@ def sign_ses(
     the certificate's is a ConfigurationError. ``timestamper`` adds a timestamp over the
     signature value.
     """
-    seal = parse_seal(seal_der)
-    if seal.version == 1:
-        raise MalformedInputError(
-            "GM/T 0031-2014 (v1) seals are accepted for verification only; re-make the seal "
-            "as GB/T 38540 to sign with it"
-        )
-    check_seal_signature(seal)
+    seal = _seal_for_signing(bytes(seal_der))
     moment = utc_arg(signing_time or datetime.now(UTC), "the signing time").replace(microsecond=0)
     if not seal.valid_at(moment):
         raise ForbiddenError(
@@ -150,6 +145,21 @@ def sign_ses(
     if timestamper is not None:
         parts.append(asn.explicit_bit_string(timestamper.timestamp(signature, alg.hash_name)))
     return sequence(*parts)
+
+
+@functools.lru_cache(maxsize=256)
+def _seal_for_signing(seal_der: bytes) -> ParsedSeal:
+    """A seal parsed and its maker signature checked, once per seal: a department signs
+    thousands of documents with the same seal, and the check is a full SM2 verification.
+    Failures are not cached (lru_cache does not keep exceptions)."""
+    seal = parse_seal(seal_der)
+    if seal.version == 1:
+        raise MalformedInputError(
+            "GM/T 0031-2014 (v1) seals are accepted for verification only; re-make the seal "
+            "as GB/T 38540 to sign with it"
+        )
+    check_seal_signature(seal)
+    return seal
 
 
 # --- parsing ---------------------------------------------------------------------------------
