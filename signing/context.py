@@ -3,6 +3,7 @@ clock and a timestamping service. Injected, so tests freeze time and run offline
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -98,9 +99,15 @@ class VerifyContext:
 
 
 class Timestamper(Protocol):
-    """Gets a timestamp token (DER ContentInfo) over ``data`` hashed with ``hash_name``."""
+    """Gets timestamp tokens (DER ContentInfo) from a TSA.
+
+    ``timestamp`` stamps data (hashed here with ``hash_name``); ``timestamp_digest`` stamps a
+    digest the caller already has (PAdES: pyhanko computes it while writing the file).
+    """
 
     def timestamp(self, data: bytes, hash_name: str) -> bytes: ...
+
+    def timestamp_digest(self, digest: bytes, hash_name: str) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -110,7 +117,11 @@ class LocalTimestamper:
     tsa: TimeStampAuthority
 
     def timestamp(self, data: bytes, hash_name: str) -> bytes:
+        return self.timestamp_digest(hashlib.new(hash_name, data).digest(), hash_name)
+
+    def timestamp_digest(self, digest: bytes, hash_name: str) -> bytes:
+        """The token of a granted reply; a refusal raises TimestampRejectedError."""
         from trust.tsa import _token_bytes  # the token out of the reply: one parser for both
 
-        reply = self.tsa.respond(build_request(data, hash_name=hash_name))
+        reply = self.tsa.respond(build_request(digest=digest, hash_name=hash_name))
         return _token_bytes(reply)
