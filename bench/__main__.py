@@ -1,4 +1,5 @@
-"""Run the benchmarks: ``python -m bench [crypto] [issue] [chain] [ocsp] [--seconds N]``."""
+"""Run the benchmarks: ``python -m bench [crypto] [issue] [chain] [ocsp] [backends] [signing]
+[--seconds N]``."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import importlib
 import os
 import platform
 
-SECTIONS = ("crypto", "issue", "chain", "ocsp", "backends")
+SECTIONS = ("crypto", "issue", "chain", "ocsp", "backends", "signing")
 
 
 def main() -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import getpass
 import hashlib
 import json
 import logging
@@ -22,9 +21,10 @@ from typing import Any
 
 from asn1crypto import keys
 
-from etrust import ceremony, devices
+from etrust import ceremony, devices, seal_cli
 from etrust import security_ops as ops
 from etrust.audit import AuditEvent
+from etrust.cli_io import actor, read_file
 from etrust.pki import init_pki
 from etrust.runtime import Runtime, open_runtime
 from etrust.settings import load_settings
@@ -44,14 +44,6 @@ def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
         print(text)
 
 
-def _actor() -> str:
-    """Who runs this command, as the audit log names them."""
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (OSError, KeyError):  # no login name (some containers)
-        return f"cli:uid-{os.getuid()}"
-
-
 def _audit(
     rt: Runtime,
     action: str,
@@ -61,7 +53,7 @@ def _audit(
     request_hash: str | None = None,
     detail: dict[str, Any] | None = None,
 ) -> None:
-    rt.record(AuditEvent(_actor(), action, target, key_uri, request_hash, "success", detail or {}))
+    rt.record(AuditEvent(actor(), action, target, key_uri, request_hash, "success", detail or {}))
 
 
 def _write_output(path: str, data: bytes) -> None:
@@ -145,7 +137,7 @@ def _cmd_ca_export(rt: Runtime, args: argparse.Namespace) -> int:
 
 def _cmd_cert_issue(rt: Runtime, args: argparse.Namespace) -> int:
     ca = rt.pki().ca(args.ca)
-    csr = _read(args.csr)
+    csr = read_file(args.csr)
     _require_approval(rt, ca.name, args.profile, csr, args.approval)
     cert = ca.issue_from_csr(csr, args.profile, sm2_id=args.sm2_id.encode())
     _audit(
@@ -197,9 +189,9 @@ def _cmd_officer_add(rt: Runtime, args: argparse.Namespace) -> int:
         public = rt.keys.find(args.key_uri).public_key_info
     else:
         public = keys.PublicKeyInfo.load(
-            unarmor(_read(args.public_key), "public key", ("PUBLIC KEY",))
+            unarmor(read_file(args.public_key), "public key", ("PUBLIC KEY",))
         )
-    ops.register_officer(rt, _actor(), args.name, public, args.approval)
+    ops.register_officer(rt, actor(), args.name, public, args.approval)
     _print(args, {"officer": args.name}, f"security officer {args.name} registered")
     return 0
 
@@ -214,9 +206,9 @@ def _cmd_officer_disable(rt: Runtime, args: argparse.Namespace) -> int:
 def _cmd_approval_request(rt: Runtime, args: argparse.Namespace) -> int:
     params = dict(p.split("=", 1) for p in args.param if "=" in p)
     if args.csr:
-        params.update(_issue_params(args.profile or "", _read(args.csr)))
+        params.update(_issue_params(args.profile or "", read_file(args.csr)))
     request = ops.request_approval(
-        rt, _actor(), args.operation, args.target, params, requester=args.officer
+        rt, actor(), args.operation, args.target, params, requester=args.officer
     )
     _print(
         args,
@@ -242,13 +234,6 @@ def _cmd_approval_sign(rt: Runtime, args: argparse.Namespace) -> int:
         f"approved {args.id} as {args.officer}: {count} of {request.required}",
     )
     return 0
-
-
-def _read(path: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise MalformedInputError(f"cannot read {path}: {exc.strerror}") from exc
 
 
 def _cmd_cert_revoke(rt: Runtime, args: argparse.Namespace) -> int:
@@ -307,7 +292,7 @@ def _cmd_audit_verify(rt: Runtime, args: argparse.Namespace) -> int:
     anchors = []
     for path in args.anchor:
         try:
-            anchors.append(json.loads(_read(path)))
+            anchors.append(json.loads(read_file(path)))
         except ValueError as exc:
             raise MalformedInputError(f"{path} is not JSON") from exc
     result = rt.audit.verify(rt.audit_keys(), anchors)
@@ -345,11 +330,11 @@ def _cmd_audit_list(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 def _cmd_ceremony_run(rt: Runtime, args: argparse.Namespace) -> int:
-    text = _read(args.file)
+    text = read_file(args.file)
     out = Path(args.out)
     if not out.parent.is_dir() or out.exists():
         raise MalformedInputError(f"--out must name a new file in an existing folder: {out}")
-    document = ops.run_ceremony(rt, _actor(), text, args.approval)
+    document = ops.run_ceremony(rt, actor(), text, args.approval)
     transcript = document["transcript"]
     out.write_text(json.dumps(document, ensure_ascii=False, indent=2), "utf-8")
     _print(
@@ -366,7 +351,7 @@ def _cmd_ceremony_run(rt: Runtime, args: argparse.Namespace) -> int:
 
 def _cmd_ceremony_verify(rt: Runtime, args: argparse.Namespace) -> int:
     try:
-        document = json.loads(_read(args.transcript))
+        document = json.loads(read_file(args.transcript))
     except ValueError as exc:
         raise MalformedInputError(f"{args.transcript} is not JSON") from exc
     transcript = ceremony.verify_transcript(document, rt.audit_keys())
@@ -402,7 +387,7 @@ def _cmd_key_list(rt: Runtime, args: argparse.Namespace) -> int:
 def _cmd_key_change(rt: Runtime, args: argparse.Namespace) -> int:
     key = ops.change_key_state(
         rt,
-        _actor(),
+        actor(),
         args.name,
         args.state,
         args.reason,
@@ -506,9 +491,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("pem", "der"), default="der")
 
     p = command(
-        "verify", _cmd_verify, "validate a certificate (or check a CRL) against trust anchors"
+        "verify",
+        _cmd_verify,
+        "verify a signed document (OFD, PDF, .esl, SignedValue.dat, CMS), a certificate or a CRL",
     )
     p.add_argument("file")
+    p.add_argument(
+        "--content",
+        help="the file a detached signature (CMS, SES) signs (default: FILE minus .p7s)",
+    )
     p.add_argument(
         "--trust", action="append", default=[], help="trust anchor certificate (repeatable)"
     )
@@ -526,6 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="require revocation data for every certificate below the root (default), use what "
         "is given (soft-fail), or skip the check",
     )
+
+    seal_cli.add_commands(sub, command)
 
     client = sub.add_parser("client", help="API clients").add_subparsers(
         dest="client_command", required=True
@@ -658,6 +651,8 @@ _AUDITED: dict[Handler, str] = {
     _cmd_approval_sign: "approval.sign",
     _cmd_ceremony_run: "ceremony.run",
     _cmd_key_change: "key.change",
+    seal_cli.cmd_seal_create: "seal.make",
+    seal_cli.cmd_sign: "seal.sign",
 }
 """Commands whose failures are audited too (their successes record themselves)."""
 
@@ -677,7 +672,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EtrustError as exc:
         action = _AUDITED.get(args.handler)
         if rt is not None and action is not None:
-            failure = AuditEvent(_actor(), action, None, None, None, "failure", {"error": exc.code})
+            failure = AuditEvent(actor(), action, None, None, None, "failure", {"error": exc.code})
             with contextlib.suppress(EtrustError):  # the failure is reported either way
                 rt.record(failure)
         if getattr(args, "json", False):
@@ -693,7 +688,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if rt is not None and action is not None:
             with contextlib.suppress(Exception):
                 rt.record(
-                    AuditEvent(_actor(), action, None, None, None, "failure", {"error": "INTERNAL"})
+                    AuditEvent(actor(), action, None, None, None, "failure", {"error": "INTERNAL"})
                 )
         message = f"unexpected {type(exc).__name__}; nothing more is shown (set ETRUST_DEBUG=1 for details)"
         if os.environ.get("ETRUST_DEBUG"):

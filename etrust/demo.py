@@ -1,4 +1,5 @@
-"""Demo data for ``etrust init --demo``: a department's seal certificates and an API client."""
+"""Demo data for ``etrust init --demo``: a department's seal certificates, an SM2 and an RSA
+seal, and an API client."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from trust.certificates import make_name
 from trust.errors import ConflictError, KeyNotFoundError
 
 DEMO_DEPARTMENT = "示范盟市场监督管理局"
+DEMO_DEPARTMENT_CODE = "152500-scjg"
 DEMO_CLIENT = "demo-ra"
 DEMO_TOKEN_FILE = "demo-api-token.txt"  # noqa: S105 (a file name, not a secret)
 
@@ -38,6 +40,7 @@ def seed_demo(rt: Runtime) -> list[str]:
             identity={"organization_code": "11152500MB1234567X"},
         )
         created.append(f"{label} certificate")
+    created += _demo_seals(rt)
     try:
         token = rt.clients.create(DEMO_CLIENT, "ra-officer", department="152500")
     except ConflictError:
@@ -52,3 +55,23 @@ def _write_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
+
+
+def _demo_seals(rt: Runtime) -> list[str]:
+    """One SM2 and one RSA seal of the demo department, unless it has them already."""
+    from etrust.cli_io import actor
+    from etrust.seals import SealRequest, SealStore, make_department_seal
+
+    have = {s.alg for s in SealStore(rt.sessions).list(DEMO_DEPARTMENT_CODE)}
+    made = []
+    for alg in ("sm2", "rsa"):
+        if alg in have:
+            continue
+        seal = make_department_seal(
+            rt,
+            actor(),
+            SealRequest(DEMO_DEPARTMENT_CODE, DEMO_DEPARTMENT, alg=alg),  # type: ignore[arg-type]
+            None,
+        )
+        made.append(f"{alg} seal {seal.es_id}")
+    return made

@@ -286,3 +286,39 @@ class KeyEventRow(Base):
     actor: Mapped[str] = mapped_column(String(128))
     reason: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime]
+
+
+class SealRow(Base):
+    """An electronic seal (GB/T 38540 SESeal) made for a department, and the key that uses it."""
+
+    __tablename__ = "seals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    es_id: Mapped[str] = mapped_column(String(32), unique=True)
+    department: Mapped[str] = mapped_column(String(NAME_LENGTH), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    alg: Mapped[str] = mapped_column(String(8))
+    seal_type: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer)
+    valid_from: Mapped[datetime]
+    valid_to: Mapped[datetime]
+    seal_der: Mapped[bytes] = mapped_column(LargeBinary)
+    key_name: Mapped[str] = mapped_column(String(NAME_LENGTH), ForeignKey("managed_keys.name"))
+    status: Mapped[str] = mapped_column(String(16))
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+
+
+class SignedOutcomeRow(Base):
+    """A case outcome as signed (canonical JSON, detached CMS), kept for its verification link."""
+
+    __tablename__ = "signed_outcomes"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seal_es_id: Mapped[str] = mapped_column(String(32), ForeignKey("seals.es_id"), index=True)
+    case_ref: Mapped[str | None] = mapped_column(String(128), index=True)
+    canonical: Mapped[bytes] = mapped_column(LargeBinary)
+    signature: Mapped[bytes] = mapped_column(LargeBinary)
+    digest: Mapped[str] = mapped_column(String(64))
+    signed_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime]

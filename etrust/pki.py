@@ -186,12 +186,17 @@ def _init_services(
     keys: KeyRegistry,
     clock: Clock,
 ) -> list[str]:
-    """The issuing CA's delegated OCSP responder and the hierarchy's TSA: created if missing,
-    their certificates renewed (same key) when they expire within ``RENEW_BEFORE``."""
+    """The issuing CA's delegated OCSP responder, the hierarchy's TSA and seal maker (制章者):
+    created if missing, their certificates renewed (same key) when they expire within
+    ``RENEW_BEFORE``."""
     created = []
     naming = issuing.certificate.subject.native
     organization = naming.get("organization_name", "")
-    services = [(f"ocsp-{issuing.name}", "ocsp"), (f"tsa-{kind}", "tsa")]
+    services = [
+        (f"ocsp-{issuing.name}", "ocsp"),
+        (f"tsa-{kind}", "tsa"),
+        (f"seal-maker-{kind}", "seal-maker"),
+    ]
     if kind == "sm2":
         services.append((AUDIT_IDENTITY, "audit"))
     for name, purpose in services:
@@ -199,14 +204,18 @@ def _init_services(
         if existing is not None and not _expiring(existing, clock()):
             continue
         key = _get_or_create_key(keys, name, spec)
-        title = {"ocsp": "OCSP 响应服务", "tsa": "时间戳服务", "audit": "审计日志签名"}[purpose]
+        title = {
+            "ocsp": "OCSP 响应服务",
+            "tsa": "时间戳服务",
+            "audit": "审计日志签名",
+            "seal-maker": "电子印章制章系统",
+        }[purpose]
         subject = make_name({"C": "CN", "O": organization, "CN": f"{title}（{KIND_LABEL[kind]}）"})
         if purpose == "ocsp":
             cert = delegate(issuing, key, subject).certificate
         else:
-            cert = issuing.issue(
-                key.public_key_info, subject, "tsa" if purpose == "tsa" else "service-signer"
-            )
+            profile = {"tsa": "tsa", "seal-maker": "seal-maker"}.get(purpose, "service-signer")
+            cert = issuing.issue(key.public_key_info, subject, profile)
         identity = ServiceIdentity(name, purpose, issuing.name, key.key_uri, cert.dump())
         identities.save(identity, renew=existing is not None)
         created.append(name if existing is None else f"{name} (certificate renewed)")

@@ -8,13 +8,36 @@ from datetime import UTC, datetime, timedelta
 
 from etrust.pki import RENEW_BEFORE, Pki
 from etrust.runtime import Runtime
+from etrust.store import ServiceIdentity
 from trust.certificates import load_certificate
 from trust.crl import CrlCache
 from trust.errors import CaNotFoundError, ConfigurationError
+from trust.keys import KeyHandle
 from trust.ocsp import DelegatedResponder, OcspResponder
 from trust.tsa import TimeStampAuthority
 
 log = logging.getLogger("etrust.services")
+
+
+def make_tsa(
+    runtime: Runtime, pki: Pki, identity: ServiceIdentity, key: KeyHandle | None = None
+) -> TimeStampAuthority:
+    """The TSA of a ``tsa-*`` service identity, with the chain above its certificate."""
+    ca = pki.ca(identity.ca_name)
+    return TimeStampAuthority(
+        load_certificate(identity.certificate_der),
+        key or runtime.keys.find(identity.key_uri),
+        policy=runtime.settings.tsa_policy_oid,
+        chain=[ca.certificate, *pki.chain_above(ca.name)],
+    )
+
+
+def tsa_for(runtime: Runtime, kind: str) -> TimeStampAuthority:
+    """The ``kind`` ("sm2" or "rsa") TSA, for a command that needs one timestamp or a few."""
+    identity = runtime.identities.get(f"tsa-{kind}")
+    if identity is None:
+        raise CaNotFoundError(f"no {kind} time-stamping authority (run etrust init)")
+    return make_tsa(runtime, runtime.pki(), identity)
 
 
 @dataclass
@@ -46,10 +69,7 @@ class Services:
             if identity.purpose == "ocsp":
                 authorities.append(DelegatedResponder(ca, cert, key))
             elif identity.purpose == "tsa":
-                chain = [ca.certificate, *pki.chain_above(ca.name)]
-                tsas[identity.name.removeprefix("tsa-")] = TimeStampAuthority(
-                    cert, key, policy=settings.tsa_policy_oid, chain=chain
-                )
+                tsas[identity.name.removeprefix("tsa-")] = make_tsa(runtime, pki, identity, key)
         delegated = {a.ca.name for a in authorities if isinstance(a, DelegatedResponder)}
         authorities += [ca for name, ca in pki.cas.items() if name not in delegated]
         ocsp = OcspResponder(

@@ -33,6 +33,9 @@ class NamingSettings:
     root_common_name: str = "示范盟政务服务根证书"
     issuing_common_name: str = "示范盟政务服务签发证书"
     policy_oids: tuple[str, ...] = (DEMO_CERTIFICATE_POLICY,)
+    area_code: str = "159900"
+    """GB/T 2260 administrative division code of the operator: the first 6 digits of the seal
+    codes (esID) made here. The demo's is fictional."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,8 @@ def load_settings(home: str | Path | None = None, env: dict[str, str] | None = N
     naming_values: dict[str, Any] = {k: _text(k, v) for k, v in pki.items() if k in _NAMING_KEYS}
     if "policy_oids" in pki:
         naming_values["policy_oids"] = _oids(pki["policy_oids"])
+    if not re.fullmatch(r"[1-9][0-9]{5}", naming_values.get("area_code", "159900")):
+        raise ConfigurationError("etrust.toml: pki.area_code must be a 6-digit division code")
     naming = NamingSettings(**naming_values)
     database_url = (
         environ.get("ETRUST_DATABASE_URL")
@@ -94,7 +99,7 @@ def load_settings(home: str | Path | None = None, env: dict[str, str] | None = N
     )
 
 
-_NAMING_KEYS = {"country", "organization", "root_common_name", "issuing_common_name"}
+_NAMING_KEYS = {"country", "organization", "root_common_name", "issuing_common_name", "area_code"}
 _OID = re.compile(r"[0-2](\.(0|[1-9][0-9]*))+")
 
 
@@ -120,8 +125,9 @@ DUAL_CONTROL_OPERATIONS = (
     "key.destroy",
     "ceremony.run",
     "officer.add",
+    "seal.make",
 )
-"""Operations that can be put under dual control (seal making joins when seals exist)."""
+"""Operations that can be put under dual control."""
 
 
 def _dual_control(value: Any) -> dict[str, int]:

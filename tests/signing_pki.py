@@ -7,6 +7,7 @@ Used as ``from tests.signing_pki import SigningPki, signing_pki`` (the fixture i
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -78,7 +79,8 @@ class SigningPki:
         return VerifyContext(clock=lambda: self.now)
 
     def new_party(self, label: str, profile: str = "seal-signer") -> Party:
-        return self._issue(label, profile)
+        """A fresh key and certificate; the key label is made unique (tests share this PKI)."""
+        return self._issue(f"{label}-{secrets.token_hex(4)}", profile)
 
     def bundle(self) -> Path:
         """Root and issuing CA in one PEM file, for the OpenSSL CLI's -CAfile."""
@@ -113,8 +115,13 @@ def make_signing_pki(kind: str, folder: Path) -> SigningPki:
         return Party(key, cert)
 
     tsa_party = issue("tsa", "tsa")
+    # The TSA stamps at ``now``, the moment every context of this PKI judges at.
     tsa = TimeStampAuthority(
-        tsa_party.cert, tsa_party.key, policy=TSA_POLICY, chain=[h.issuing.certificate]
+        tsa_party.cert,
+        tsa_party.key,
+        policy=TSA_POLICY,
+        chain=[h.issuing.certificate],
+        clock=lambda: now,
     )
     return SigningPki(
         kind,

@@ -20,7 +20,7 @@ import pytest
 from asn1crypto import algos, core, keys, parser, x509
 
 from signing import ses_asn1
-from signing.context import LocalTimestamper, VerifyContext
+from signing.context import VerifyContext
 from signing.report import Report
 from signing.seal import (
     MAX_SEAL_BYTES,
@@ -39,7 +39,7 @@ from signing.ses import (
     verify_ses,
 )
 from tests.conftest import SM2_ID_OPT, openssl
-from tests.signing_pki import TSA_POLICY, Party, SigningPki
+from tests.signing_pki import Party, SigningPki
 from trust.der import sequence
 from trust.errors import (
     ConfigurationError,
@@ -48,7 +48,6 @@ from trust.errors import (
     InvalidSignatureError,
     MalformedInputError,
 )
-from trust.tsa import TimeStampAuthority
 
 VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "ofdrw"
 SM2_SM3_OID = "1.2.156.10197.1.501"
@@ -168,18 +167,6 @@ def set_header_version(seal: bytes, version: int) -> bytes:
 # --- helpers: making seals and signatures ---------------------------------------------------------
 
 
-def stamper(pki: SigningPki) -> LocalTimestamper:
-    """The PKI's TSA with its clock at ``pki.now``: the test CRLs speak for nothing later."""
-    tsa = TimeStampAuthority(
-        pki.tsa_party.cert,
-        pki.tsa_party.key,
-        policy=TSA_POLICY,
-        chain=[pki.h.issuing.certificate],
-        clock=lambda: pki.now,
-    )
-    return LocalTimestamper(tsa)
-
-
 def spec(pki: SigningPki, **changes: object) -> SealSpec:
     base = SealSpec(
         es_id="15010220260001",
@@ -195,7 +182,7 @@ def spec(pki: SigningPki, **changes: object) -> SealSpec:
 
 
 def seal_of(pki: SigningPki, version: int = 4, **changes: object) -> bytes:
-    timestamper = stamper(pki) if version == 5 else None
+    timestamper = pki.timestamper if version == 5 else None
     return make_seal(
         spec(pki, **changes),
         pki.maker.key,
@@ -451,7 +438,7 @@ def test_v5_round_trip_with_timestamps(signing_pki: SigningPki) -> None:
     assert rep.verdict == "PASSED", rep.message
     assert checks(rep)["seal.timestamp"] == "passed"
 
-    ses = ses_of(pki, seal_der, timestamper=stamper(pki))
+    ses = ses_of(pki, seal_der, timestamper=pki.timestamper)
     parsed = parse_ses_signature(ses)
     assert parsed.version == 5 and parsed.timestamp is not None
     rep = verify_ses(ses, pki.context(), original=ORIGINAL)
@@ -630,7 +617,7 @@ def test_v5_judges_its_maker_at_the_timestamped_creation(signing_pki: SigningPki
     maker = pki.new_party("maker-revoked-later", "seal-maker")
     made = spec(pki, created=pki.now - timedelta(hours=2))
     v4 = make_seal(made, maker.key, maker.cert)
-    v5 = make_seal(made, maker.key, maker.cert, version=5, timestamper=stamper(pki))
+    v5 = make_seal(made, maker.key, maker.cert, version=5, timestamper=pki.timestamper)
     pki.h.issuing.revoke(maker.cert.serial_number, "superseded", at=pki.now - timedelta(hours=1))
 
     rep = verify_seal(v5, pki.context())

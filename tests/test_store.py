@@ -71,6 +71,8 @@ TABLES = {
     "approvals",
     "managed_keys",
     "key_events",
+    "seals",
+    "signed_outcomes",
 }
 BEIJING = timezone(timedelta(hours=8))
 NOW = datetime(2025, 11, 27, 9, 30, 15, 123456, tzinfo=BEIJING)
@@ -153,7 +155,7 @@ def test_migrate_creates_schema_and_is_idempotent(
     try:
         assert current_revision(engine) is None
         migrate(engine)
-        assert current_revision(engine) == head_revision() == "0004_key_lifecycle"
+        assert current_revision(engine) == head_revision() == "0005_seals"
         assert set(inspect(engine).get_table_names()) == TABLES | {"alembic_version"}
         repo = SqlCertificateRepository(session_factory(engine))
         cert = issued()

@@ -1,0 +1,398 @@
+"""Departments' electronic seals: making them (制章), keeping them, and sealing files with them.
+
+A seal here is a GB/T 38540 SESeal signed by the hierarchy's seal maker (制章者, a service
+identity made by ``etrust init``), listing exactly one signer certificate: the department's seal
+key, generated for the seal (or named on a device) and certified by the issuing CA with the
+``seal-signer`` profile. The key is a managed key (purpose ``seal``), so suspending, revoking
+or destroying it follows the security officers' lifecycle; a seal whose key is not active does
+not sign.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from asn1crypto import x509
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from etrust import security_ops
+from etrust.audit import AuditEvent
+from etrust.db import transaction
+from etrust.devices import key_on_device, stored_uri
+from etrust.models import SealRow
+from etrust.runtime import Runtime
+from etrust.services import tsa_for
+from etrust.store import check_name
+from signing.context import LocalTimestamper
+from trust.certificates import load_certificate, make_name
+from trust.clock import Clock, system_clock
+from trust.errors import (
+    ConflictError,
+    ForbiddenError,
+    KeyStateError,
+    MalformedInputError,
+    NotFoundError,
+)
+from trust.keys import KeyHandle
+
+SealAlg = Literal["sm2", "rsa"]
+SEAL_KEY_SPECS: dict[str, str] = {"sm2": "sm2", "rsa": "rsa-2048"}
+MAX_VALID_DAYS = 3 * 365
+"""A seal lives no longer than its signer certificate (the seal-signer profile: three years)."""
+SEAL_TYPES = {1: "单位公章", 2: "个人印章", 3: "业务专用章", 4: "合同专用章", 5: "财务专用章"}
+"""Seal types (SES_ESPropertyInfo.type): business-defined in GB/T 38540; these are ours."""
+
+
+@dataclass(frozen=True)
+class SealRecord:
+    es_id: str
+    department: str
+    name: str
+    alg: str
+    seal_type: int
+    version: int
+    valid_from: datetime
+    valid_to: datetime
+    seal_der: bytes
+    key_name: str
+    status: str
+    created_by: str
+    created_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stable listing form (``etrust seal list --json`` and the API)."""
+        return {
+            "id": self.es_id,
+            "name": self.name,
+            "alg": self.alg,
+            "department": self.department,
+            "type": self.seal_type,
+            "version": self.version,
+            "valid_from": self.valid_from.isoformat(),
+            "valid_to": self.valid_to.isoformat(),
+            "status": self.status,
+        }
+
+
+def _record(row: SealRow) -> SealRecord:
+    return SealRecord(
+        row.es_id,
+        row.department,
+        row.name,
+        row.alg,
+        row.seal_type,
+        row.version,
+        row.valid_from,
+        row.valid_to,
+        row.seal_der,
+        row.key_name,
+        row.status,
+        row.created_by,
+        row.created_at,
+    )
+
+
+class SealStore:
+    """The seals table."""
+
+    def __init__(self, sessions: sessionmaker[Session], *, clock: Clock = system_clock) -> None:
+        self._sessions = sessions
+        self._clock = clock
+
+    def get(self, es_id: str) -> SealRecord:
+        with transaction(self._sessions) as session:
+            row = session.scalar(select(SealRow).where(SealRow.es_id == es_id))
+            if row is None:
+                raise NotFoundError(f"no seal with id {es_id!r}")
+            return _record(row)
+
+    def list(self, department: str | None = None) -> builtins.list[SealRecord]:
+        query = select(SealRow).order_by(SealRow.es_id)
+        if department is not None:
+            query = query.where(SealRow.department == department)
+        with transaction(self._sessions) as session:
+            return [_record(r) for r in session.scalars(query)]
+
+    def next_es_id(self, area_code: str) -> str:
+        """The next seal code: the area code and an 8-digit serial (like the police seal code)."""
+        with transaction(self._sessions) as session:
+            latest = session.scalar(
+                select(func.max(SealRow.es_id)).where(SealRow.es_id.like(f"{area_code}%"))
+            )
+        serial = int(latest[len(area_code) :]) + 1 if latest else 1
+        return f"{area_code}{serial:08d}"
+
+    def add(self, record: SealRecord) -> None:
+        try:
+            with transaction(self._sessions, write=True) as session:
+                session.add(
+                    SealRow(
+                        es_id=record.es_id,
+                        department=record.department,
+                        name=record.name,
+                        alg=record.alg,
+                        seal_type=record.seal_type,
+                        version=record.version,
+                        valid_from=record.valid_from,
+                        valid_to=record.valid_to,
+                        seal_der=record.seal_der,
+                        key_name=record.key_name,
+                        status=record.status,
+                        created_by=record.created_by,
+                        created_at=record.created_at,
+                    )
+                )
+        except IntegrityError:
+            raise ConflictError(f"a seal with id {record.es_id} already exists") from None
+
+
+@dataclass(frozen=True)
+class SealRequest:
+    """What a department asks for (制章申请)."""
+
+    department: str
+    name: str
+    alg: SealAlg = "sm2"
+    seal_type: int = 1
+    valid_days: int = MAX_VALID_DAYS
+    title: str = ""
+    picture_png: bytes | None = None
+    """An uploaded picture (PNG or JPEG); without one a red round seal is drawn."""
+    width_mm: int = 40
+    height_mm: int = 40
+    key_uri: str | None = None
+    """The seal key on a device (``pkcs11:``, ``skf:``, ``sdf:``); default: a software key."""
+
+    def checked(self) -> SealRequest:
+        check_name(self.department, "department code")
+        if not 1 <= len(self.name.strip()) <= 100 or re.search(r"[\x00-\x1f]", self.name):
+            raise MalformedInputError("a seal name is 1-100 printable characters")
+        if self.alg not in SEAL_KEY_SPECS:
+            raise MalformedInputError(f"seal algorithm is sm2 or rsa, not {self.alg!r}")
+        if self.seal_type not in SEAL_TYPES:
+            known = ", ".join(f"{k} {v}" for k, v in SEAL_TYPES.items())
+            raise MalformedInputError(f"unknown seal type {self.seal_type}; known: {known}")
+        if not 1 <= self.valid_days <= MAX_VALID_DAYS:
+            raise MalformedInputError(f"a seal is valid for 1 to {MAX_VALID_DAYS} days")
+        if not (20 <= self.width_mm <= 80 and 20 <= self.height_mm <= 80):
+            raise MalformedInputError("seal pictures are 20-80 mm wide and high")
+        if len(self.title) > 20:
+            raise MalformedInputError("a seal title is at most 20 characters")
+        return self
+
+    def params(self) -> dict[str, str]:
+        """What an approval of ``seal.make`` is bound to."""
+        picture = hashlib.sha256(self.picture_png or b"").hexdigest()
+        return {
+            "department": self.department,
+            "name": self.name,
+            "alg": self.alg,
+            "type": str(self.seal_type),
+            "valid_days": str(self.valid_days),
+            "picture_sha256": picture,
+            "key_uri": self.key_uri or "",
+        }
+
+
+def make_department_seal(
+    rt: Runtime, actor: str, request: SealRequest, approval: str | None
+) -> SealRecord:
+    """Make a seal: signer key and certificate, the SESeal signed by the seal maker, the record.
+
+    Under dual control when ``seal.make`` is configured. Nothing half-made stays usable: if a
+    step after the certificate fails, the certificate is revoked and the key retired.
+    """
+    from signing.seal import SealPicture, SealSpec, make_seal
+    from signing.seal_picture import check_uploaded_picture, red_seal_png
+
+    request = request.checked()
+    security_ops.approve_if_required(rt, "seal.make", request.name, request.params(), approval)
+    if request.picture_png is not None:
+        kind, _, _ = check_uploaded_picture(request.picture_png)
+        picture = SealPicture(kind, request.picture_png, request.width_mm, request.height_mm)
+    else:
+        png = red_seal_png(request.name, title=request.title, diameter_mm=request.width_mm)
+        picture = SealPicture("PNG", png, request.width_mm, request.width_mm)
+    store = SealStore(rt.sessions)
+    pki = rt.pki()
+    issuing = pki.ca(f"issuing-{request.alg}")
+    maker_identity = rt.identities.get(f"seal-maker-{request.alg}")
+    if maker_identity is None:
+        raise NotFoundError(f"no {request.alg} seal maker: run etrust init to create it")
+    es_id = store.next_es_id(rt.settings.naming.area_code)
+    key_name = f"seal-{es_id}"
+    spec = SEAL_KEY_SPECS[request.alg]
+    if request.key_uri:
+        key = key_on_device(rt.keys, request.key_uri, key_name, spec)
+        key_uri = stored_uri(request.key_uri)
+    else:
+        key = rt.keys.backend("soft").generate(key_name, spec)
+        key_uri = key.key_uri
+    rt.lifecycle.register(
+        key_name, "seal", key, actor, f"seal {es_id} {request.name}", key_uri=key_uri
+    )
+    subject = make_name(
+        {
+            "C": "CN",
+            "O": request.name,
+            "OU": request.department,
+            "CN": f"{request.name}（电子印章）",
+        }
+    )
+    cert = issuing.issue(
+        key.public_key_info, subject, "seal-signer", validity=timedelta(days=request.valid_days)
+    )
+    try:
+        rt.lifecycle.certify(key_name, cert, issuing.name, actor, f"seal-signer for {es_id}")
+        valid_from = cert.not_valid_before
+        valid_to = cert.not_valid_after
+        seal_der = make_seal(
+            SealSpec(
+                es_id=es_id,
+                name=request.name,
+                seal_type=request.seal_type,
+                signer_certs=[cert],
+                valid_from=valid_from,
+                valid_to=valid_to,
+                picture=picture,
+            ),
+            rt.keys.find(maker_identity.key_uri),
+            load_certificate(maker_identity.certificate_der),
+        )
+        record = SealRecord(
+            es_id,
+            request.department,
+            request.name,
+            request.alg,
+            request.seal_type,
+            4,
+            valid_from,
+            valid_to,
+            seal_der,
+            key_name,
+            "active",
+            actor,
+            issuing.clock(),
+        )
+        store.add(record)
+        rt.lifecycle.transition(key_name, "active", actor, f"seal {es_id} made")
+    except BaseException:
+        issuing.revoke(cert.serial_number, "cessation_of_operation")
+        rt.lifecycle.transition(key_name, "revoked", actor, "seal making failed part-way")
+        raise
+    rt.record(
+        AuditEvent(
+            actor,
+            "seal.make",
+            es_id,
+            key_uri,
+            hashlib.sha256(seal_der).hexdigest(),
+            detail={"department": request.department, "name": request.name, "alg": request.alg},
+        )
+    )
+    return record
+
+
+@dataclass(frozen=True)
+class SealSigner:
+    """A seal ready to sign: its record, key, certificate and the chain above it."""
+
+    seal: SealRecord
+    key: KeyHandle
+    certificate: x509.Certificate
+    chain: tuple[x509.Certificate, ...]
+    timestamper: LocalTimestamper
+
+
+def seal_signer(rt: Runtime, es_id: str) -> SealSigner:
+    """The seal ``es_id`` if it may sign now: active, within its validity, its key active."""
+    seal = SealStore(rt.sessions).get(es_id)
+    if seal.status != "active":
+        raise ForbiddenError(f"seal {es_id} is {seal.status}")
+    now = rt.pki().ca(f"issuing-{seal.alg}").clock()
+    if not seal.valid_from <= now <= seal.valid_to:
+        raise ForbiddenError(
+            f"seal {es_id} is valid {seal.valid_from:%Y-%m-%d} to {seal.valid_to:%Y-%m-%d}"
+        )
+    managed = rt.lifecycle.get(seal.key_name)
+    if managed.state != "active":
+        raise KeyStateError(f"the key of seal {es_id} is {managed.state}; it does not sign")
+    cert = managed.certificate
+    if cert is None or managed.ca_name is None:
+        raise KeyStateError(f"the key of seal {es_id} has no certificate")
+    pki = rt.pki()
+    ca = pki.ca(managed.ca_name)
+    return SealSigner(
+        seal,
+        rt.keys.find(managed.key_uri),
+        cert,
+        (ca.certificate, *pki.chain_above(ca.name)),
+        LocalTimestamper(tsa_for(rt, seal.alg)),
+    )
+
+
+def seal_file(rt: Runtime, actor: str, es_id: str, data: bytes) -> tuple[str, bytes]:
+    """Seal a file: an OFD or PDF gets a signature inside, anything else a detached CMS.
+
+    Returns the format (``ofd``, ``pdf`` or ``cms``) and the signed file (or the signature).
+    """
+    from signing.verifier import detect_format
+
+    signer = seal_signer(rt, es_id)
+    kind = detect_format(data)
+    if kind == "ofd":
+        from signing.ofd import sign_ofd
+
+        out = sign_ofd(
+            data,
+            signer.seal.seal_der,
+            signer.key,
+            signer.certificate,
+            timestamper=signer.timestamper,
+        )
+    elif kind == "pdf":
+        from signing.pdf import Stamp, sign_pdf
+        from signing.seal import parse_seal
+
+        picture = parse_seal(signer.seal.seal_der).picture
+        out = sign_pdf(
+            data,
+            signer.key,
+            signer.certificate,
+            chain=signer.chain,
+            level="B-T",
+            timestamper=signer.timestamper,
+            stamp=Stamp(png=picture.data, box_mm=(140.0, 20.0, picture.width_mm, picture.height_mm))
+            if picture.type.upper() == "PNG"
+            else None,
+            reason=f"{signer.seal.name} 电子印章",
+        )
+    else:
+        from signing.cms import sign_detached
+
+        kind = "cms"
+        out = sign_detached(
+            data,
+            signer.key,
+            signer.certificate,
+            chain=signer.chain,
+            timestamper=signer.timestamper,
+        )
+    rt.record(
+        AuditEvent(
+            actor,
+            "seal.sign",
+            es_id,
+            signer.key.key_uri,
+            hashlib.sha256(data).hexdigest(),
+            detail={"format": kind},
+        )
+    )
+    return kind, out

@@ -1,0 +1,203 @@
+"""Seals and signed documents by command line, end to end on a demo home: make, list, export,
+sign OFD / PDF / any file, verify (exit 0 / 1 / 2), and what bad input gets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from etrust.cli import main
+from signing.ofd_package import PageSpec, TextBlock, build_ofd, qr_block
+from tests.conftest import openssl
+from tests.officers import officer_home
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("seal-home")
+    assert main(["--home", str(path), "init", "--demo"]) == 0
+    return str(path)
+
+
+def _seals(home: str, capsys: pytest.CaptureFixture[str]) -> list[dict[str, str]]:
+    code, out, err = run(capsys, "--home", home, "seal", "list", "--json")
+    assert code == 0, err
+    listed: list[dict[str, str]] = json.loads(out)
+    return listed
+
+
+def _seal(home: str, alg: str, capsys: pytest.CaptureFixture[str]) -> str:
+    return next(s["id"] for s in _seals(home, capsys) if s["alg"] == alg)
+
+
+def test_demo_has_an_sm2_and_an_rsa_seal(home: str, capsys: pytest.CaptureFixture[str]) -> None:
+    seals = _seals(home, capsys)
+    assert {s["alg"] for s in seals} == {"sm2", "rsa"}
+    for seal in seals:
+        assert set(seal) >= {"id", "name", "alg", "department", "valid_from", "valid_to"}
+        assert len(seal["id"]) == 14 and seal["id"].isdigit()
+    # init --demo again makes no more seals
+    assert main(["--home", home, "init", "--demo"]) == 0
+    assert len(_seals(home, capsys)) == 2
+
+
+def test_create_export_and_verify_a_seal(
+    home: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(
+        capsys,
+        *("--home", home, "seal", "create", "--department", "152500-zwfw"),
+        *("--name", "示范盟政务服务中心", "--alg", "sm2", "--type", "4", "--title", "合同专用章"),
+        "--json",
+    )
+    assert code == 0, err
+    made = json.loads(out)
+    assert made["name"] == "示范盟政务服务中心" and made["type"] == 4
+    esl = tmp_path / "seal.esl"
+    assert run(capsys, "--home", home, "seal", "export", made["id"], "--out", str(esl))[0] == 0
+    code, out, err = run(capsys, "--home", home, "verify", str(esl), "--json")
+    assert code == 0, out + err
+    report = json.loads(out)
+    assert report["format"] == "esl" and report["verdict"] == "PASSED"
+    # exporting over an existing file is refused, the file is kept
+    code, _, err = run(capsys, "--home", home, "seal", "export", made["id"], "--out", str(esl))
+    assert code == 1 and "exists" in err
+    # a seal maker's signature broken by one flipped bit at the end
+    broken = tmp_path / "broken.esl"
+    data = bytearray(esl.read_bytes())
+    data[-5] ^= 0x01
+    broken.write_bytes(bytes(data))
+    code, out, _ = run(capsys, "--home", home, "verify", str(broken), "--json")
+    assert code == 1 and json.loads(out)["verdict"] == "FAILED"
+
+
+@pytest.mark.parametrize("alg", ["sm2", "rsa"])
+def test_sign_and_verify_an_ofd(
+    home: str, alg: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seal = _seal(home, alg, capsys)
+    original = tmp_path / "license.ofd"
+    original.write_bytes(
+        build_ofd(
+            [
+                PageSpec(
+                    [
+                        TextBlock("营业执照", 80, 30, 10),
+                        TextBlock("名称：示范盟某某商贸有限公司", 30, 60),
+                        qr_block("https://example.invalid/v#x", 150, 230, 30),
+                    ]
+                )
+            ],
+            title="营业执照",
+        )
+    )
+    sealed = tmp_path / "sealed.ofd"
+    code, _, err = run(
+        capsys, "--home", home, "sign", str(original), "--seal", seal, "--out", str(sealed)
+    )
+    assert code == 0, err
+    code, out, err = run(capsys, "--home", home, "verify", str(sealed), "--json")
+    assert code == 0, out + err
+    assert json.loads(out)["format"] == "ofd"
+    # content changed after sealing: FAILED, exit 1, the changed file named
+    import io
+    import zipfile
+
+    source = zipfile.ZipFile(io.BytesIO(sealed.read_bytes()))
+    tampered = io.BytesIO()
+    with zipfile.ZipFile(tampered, "w") as out_zip:
+        for info in source.infolist():
+            body = source.read(info)
+            if info.filename.endswith("Content.xml"):
+                body = body.replace("某某".encode(), "另外".encode())
+            out_zip.writestr(info, body)
+    bad = tmp_path / "tampered.ofd"
+    bad.write_bytes(tampered.getvalue())
+    code, out, _ = run(capsys, "--home", home, "verify", str(bad), "--json")
+    report = json.loads(out)
+    assert code == 1 and report["reason"] == "HASH_FAILURE"
+    assert "Content.xml" in json.dumps(report, ensure_ascii=False)
+
+
+def test_sign_and_verify_a_pdf(
+    home: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from signing.pdf import blank_pdf
+
+    seal = _seal(home, "rsa", capsys)
+    original = tmp_path / "decision.pdf"
+    original.write_bytes(blank_pdf(["行政许可决定书", "准予许可"]))
+    sealed = tmp_path / "decision-sealed.pdf"
+    code, _, err = run(
+        capsys, "--home", home, "sign", str(original), "--seal", seal, "--out", str(sealed)
+    )
+    assert code == 0, err
+    code, out, err = run(capsys, "--home", home, "verify", str(sealed), "--json")
+    assert code == 0, out + err
+    assert json.loads(out)["format"] == "pdf"
+
+
+@pytest.mark.parametrize("alg", ["sm2", "rsa"])
+def test_detached_signature_of_any_file(
+    home: str, alg: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seal = _seal(home, alg, capsys)
+    data = tmp_path / "outcome.json"
+    data.write_text('{"case":"2026-0001","result":"准予许可"}', "utf-8")
+    signature = tmp_path / "outcome.json.p7s"
+    code, out, err = run(
+        capsys, "--home", home, "sign", str(data), "--seal", seal, "--out", str(signature), "--json"
+    )
+    assert code == 0 and json.loads(out)["format"] == "cms", err
+    code, out, err = run(capsys, "--home", home, "verify", str(signature), "--json")
+    assert code == 0, out + err  # the content found beside it (outcome.json)
+    other = tmp_path / "other.json"
+    other.write_text('{"case":"2026-0001","result":"不予许可"}', "utf-8")
+    code, out, _ = run(
+        capsys, "--home", home, "verify", str(signature), "--content", str(other), "--json"
+    )
+    assert code == 1 and json.loads(out)["reason"] == "HASH_FAILURE"
+    if alg == "rsa":  # the OpenSSL CLI as an independent judge
+        bundle = tmp_path / "bundle.pem"
+        for name in ("root-rsa", "issuing-rsa"):
+            assert main(["--home", home, "ca", "export", name, "--out", str(tmp_path / name)]) == 0
+        bundle.write_bytes(
+            (tmp_path / "root-rsa").read_bytes() + (tmp_path / "issuing-rsa").read_bytes()
+        )
+        openssl(
+            "cms", "-verify", "-binary", "-inform", "DER", "-in", signature, "-content", data,
+            "-CAfile", bundle, "-purpose", "any", "-out", tmp_path / "out.bin",
+        )  # fmt: skip
+
+
+def test_bad_input(home: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    garbage = tmp_path / "garbage.bin"
+    garbage.write_bytes(b"\x30\x82\xff\xff not a signature")
+    code, out, _ = run(capsys, "--home", home, "verify", str(garbage), "--json")
+    assert code in (1, 2) and "verdict" in out
+    code, _, err = run(
+        capsys, "--home", home, "sign", str(garbage), "--seal", "15990099999999", "--out",
+        str(tmp_path / "x.p7s"),
+    )  # fmt: skip
+    assert code == 1 and "NOT_FOUND" in err
+    code, _, err = run(
+        capsys, "--home", home, "seal", "create", "--department", "bad dept!", "--name", "x"
+    )
+    assert code == 1 and "MALFORMED_INPUT" in err
+
+
+def test_seal_making_under_dual_control(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    h = officer_home(tmp_path / "dc", dual_control={"seal.make": 1})
+    create = ("--home", h, "seal", "create", "--department", "152500-gaj", "--name", "示范盟公安局")
+    code, _, err = run(capsys, *create)
+    assert code == 1 and "APPROVAL_REQUIRED" in err
+    assert _seals(h, capsys) == []
