@@ -12,6 +12,7 @@ change. SM2 uses the default distinguishing ID (standards.md §1.4).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -131,7 +132,7 @@ class ParsedSeal:
     valid_from: datetime
     valid_to: datetime
     picture: SealPicture
-    maker_cert: x509.Certificate = field(repr=False)
+    maker_cert_der: bytes = field(repr=False)
     algorithm_oid: str
     signed_bytes: bytes = field(repr=False)
     signature: bytes = field(repr=False)
@@ -159,6 +160,11 @@ class ParsedSeal:
 
     def valid_at(self, moment: datetime) -> bool:
         return self.valid_from <= moment <= self.valid_to
+
+    @property
+    def maker_cert(self) -> x509.Certificate:
+        """The maker (制章者) certificate, a fresh object each time: parsed seals are shared."""
+        return x509.Certificate.load(self.maker_cert_der)
 
 
 # --- shared helpers --------------------------------------------------------------------------
@@ -238,8 +244,29 @@ def utc_arg(moment: datetime, what: str) -> datetime:
 
 
 def load_cert(data: bytes, what: str) -> x509.Certificate:
-    cert: x509.Certificate = parse_der(x509.Certificate, data, what)
-    return cert
+    """A certificate from DER, checked to parse fully; a fresh (lazily parsed) object each time.
+
+    The full parse is the costly part (milliseconds for Chinese names) and the same maker and
+    signer certificates come with every seal and signature, so only the check is remembered.
+    """
+    _check_certificate_der(bytes(data), what)
+    return x509.Certificate.load(bytes(data))
+
+
+def subject_text(cert: x509.Certificate) -> str:
+    """The subject as people read it (for reports); remembered per certificate."""
+    return _subject_text(bytes(cert.dump()))
+
+
+@functools.lru_cache(maxsize=1024)
+def _subject_text(der: bytes) -> str:
+    text: str = x509.Certificate.load(der).subject.human_friendly
+    return text
+
+
+@functools.lru_cache(maxsize=1024)
+def _check_certificate_der(data: bytes, what: str) -> None:
+    parse_der(x509.Certificate, data, what)  # raises (and caches nothing) when malformed
 
 
 def signature_algorithm(oid: str) -> SignatureAlgorithm:
@@ -345,8 +372,17 @@ def _generation(elements: int, header_version: int) -> int:
 
 
 def parse_seal(der: bytes) -> ParsedSeal:
-    """Read a seal of any generation; :class:`MalformedInputError` for anything malformed."""
+    """Read a seal of any generation; :class:`MalformedInputError` for anything malformed.
+
+    Parsed seals are remembered by their bytes: every signature of a department embeds the
+    same seal. :class:`ParsedSeal` is immutable and its certificate is handed out afresh.
+    """
     data = check_size(der, MAX_SEAL_BYTES, "seal")
+    return _parse_seal_cached(bytes(data))
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_seal_cached(data: bytes) -> ParsedSeal:
     with malformed("seal"):
         return _parse_seal(data)
 
@@ -420,7 +456,7 @@ def _parse_seal(data: bytes) -> ParsedSeal:
             int(picture["width"].native),
             int(picture["height"].native),
         ),
-        maker_cert=load_cert(maker_der, "seal maker certificate"),
+        maker_cert_der=bytes(load_cert(maker_der, "seal maker certificate").dump()),
         algorithm_oid=algorithm_oid,
         signed_bytes=signed,
         signature=signature,
@@ -677,7 +713,7 @@ def seal_details(seal: ParsedSeal) -> dict[str, Any]:
         "seal_standard": GENERATIONS[seal.version],
         "seal_type": seal.seal_type,
         "vendor_id": seal.vendor_id,
-        "seal_maker": seal.maker_cert.subject.human_friendly,
+        "seal_maker": subject_text(seal.maker_cert),
         "seal_created": seal.created.isoformat(),
         "seal_valid_from": seal.valid_from.isoformat(),
         "seal_valid_to": seal.valid_to.isoformat(),

@@ -70,7 +70,7 @@ def _load_font(path: str, size: int) -> ImageFont.FreeTypeFont:
 def red_seal_png(
     organisation: str, *, title: str = "", diameter_mm: int = 42, dpi: int = 300
 ) -> bytes:
-    """A round red seal as an RGBA PNG, ``diameter_mm`` across at ``dpi`` (stored in the PNG).
+    """A round red seal as a PNG (palette with transparency), ``diameter_mm`` across at ``dpi`` (stored in the PNG).
 
     Raises :class:`MalformedInputError` for an empty or overlong name or title and for sizes
     outside 20-80 mm or 72-1200 dpi; :class:`ConfigurationError` without the font.
@@ -102,6 +102,9 @@ def red_seal_png(
     picture = Image.new("RGBA", (side, side), (*SEAL_RED, 0))
     picture.putalpha(alpha)
     out = io.BytesIO()
+    # One colour at 16 opacities is all a red seal has: a palette PNG is a quarter of the RGBA
+    # one, and the picture travels inside every seal and every signature made with it.
+    picture = picture.quantize(16, method=Image.Quantize.FASTOCTREE)
     picture.save(out, "PNG", dpi=(dpi, dpi), optimize=True)
     return out.getvalue()
 

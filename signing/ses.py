@@ -40,6 +40,7 @@ from signing.seal import (
     parse_seal,
     seal_details,
     signature_algorithm,
+    subject_text,
     utc_arg,
     verify_span,
 )
@@ -326,7 +327,7 @@ def _verify(der: bytes, ctx: VerifyContext, original: bytes | None, format: str)
     details: dict[str, Any] = {
         **seal_details(sig.seal),
         "ses_version": sig.version,
-        "signer": sig.signer_cert.subject.human_friendly,
+        "signer": subject_text(sig.signer_cert),
         "signing_time": moment.isoformat(),
         "signing_time_source": source,
         "property_info": sig.property_info,

@@ -19,9 +19,12 @@ NAME = "测试盟市场监督管理局"
 
 
 def _open(png: bytes) -> Image.Image:
+    """The picture as RGBA pixels, keeping format and info (dpi) of the file."""
     image = Image.open(io.BytesIO(png))
     image.load()
-    return image
+    rgba = image.convert("RGBA")
+    rgba.format, rgba.info = image.format, image.info
+    return rgba
 
 
 def _is_red(pixel: tuple[int, int, int, int]) -> bool:
@@ -34,9 +37,10 @@ def seal() -> Image.Image:
     return _open(red_seal_png(NAME, title="合同专用章"))
 
 
-def test_seal_is_an_rgba_png_of_the_physical_size(seal: Image.Image) -> None:
+def test_seal_is_a_transparent_png_of_the_physical_size(seal: Image.Image) -> None:
     assert seal.format == "PNG"
-    assert seal.mode == "RGBA"
+    assert seal.mode == "RGBA"  # as opened (a palette PNG with transparency, see _open)
+    assert len(red_seal_png(NAME)) < 32 * 1024  # it travels inside every signature
     assert seal.size == (496, 496)  # 42 mm at 300 dpi
     assert seal.info["dpi"] == pytest.approx((300, 300), abs=0.01)
     small = _open(red_seal_png(NAME, diameter_mm=38, dpi=150))
