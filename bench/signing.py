@@ -15,12 +15,11 @@ from bench.common import paired, rate, row
 
 
 def run(seconds: float) -> list[str]:
-    from signing.seal_picture import red_seal_png
-
     from signing.context import VerifyContext
     from signing.ofd import sign_ofd, verify_ofd
     from signing.ofd_package import PageSpec, TextBlock, build_ofd, qr_block
     from signing.seal import SealPicture, SealSpec, make_seal
+    from signing.seal_picture import red_seal_png
     from signing.ses import sign_ses, verify_ses
     from tests.signing_pki import make_signing_pki
     from trust.algorithms import SM2_SM3

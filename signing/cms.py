@@ -50,12 +50,12 @@ from trust.sm2 import DEFAULT_ID
 from trust.tsa import (
     GM_SIGNED_DATA_OID,
     IMPRINT_HASHES,
-    _check_ess,
-    _count_values,
-    _find_signer,
-    _signature_algorithm,
-    _signing_time,
-    _single_attribute,
+    check_ess,
+    cms_time,
+    count_values,
+    find_signer,
+    signer_algorithm,
+    single_attribute,
 )
 
 __all__ = [
@@ -84,7 +84,7 @@ _MAX_CERTIFICATES = 32
 _MAX_SIGNERS = 8
 _MAX_VALUES = 20_000
 """Most DER values in the certificates, CRLs and signer infos, counted before asn1crypto parses
-them (see trust.tsa._count_values); ours hold a few hundred."""
+them (see trust.tsa.count_values); ours hold a few hundred."""
 
 _DATA_TYPES = frozenset({PKCS7_DATA_OID, GM_DATA_OID})
 _SIGNED_DATA_TYPES = frozenset({PKCS7_SIGNED_DATA_OID, GM_SIGNED_DATA_OID})
@@ -200,9 +200,7 @@ def sign_detached(
                     der.tlv(_OCTET_STRING, hashlib.new(hash_name, bytes(data)).digest()),
                 ),
                 bytes(
-                    cms.CMSAttribute(
-                        {"type": "signing_time", "values": [_signing_time(moment)]}
-                    ).dump()
+                    cms.CMSAttribute({"type": "signing_time", "values": [cms_time(moment)]}).dump()
                 ),
                 _ess_attribute(cert, hash_name),
             )
@@ -313,7 +311,7 @@ def _parse(signature: bytes) -> _Parsed:
     certificates: list[x509.Certificate] = []
     for tag, _, start, end in optional:
         what = "certificates" if tag == _CONTEXT_0 else "CRLs"
-        _count_values(blob[start:end], what, _MAX_VALUES)
+        count_values(blob[start:end], what, _MAX_VALUES)
         if tag != _CONTEXT_0:
             continue  # revocation data comes from the verification context
         for item_tag, head, _, item_end in _elements(
@@ -321,7 +319,7 @@ def _parse(signature: bytes) -> _Parsed:
         ):
             if item_tag == _SEQUENCE:  # other choices (attribute certificates) are not used
                 certificates.append(parse_der(x509.Certificate, blob[head:item_end], "certificate"))
-    _count_values(blob[signer_set[2] : signer_set[3]], "signer infos", _MAX_VALUES)
+    count_values(blob[signer_set[2] : signer_set[3]], "signer infos", _MAX_VALUES)
     signers = [
         _signer_part(blob, element)
         for element in _elements(blob, signer_set[2], signer_set[3], "signer infos", _MAX_SIGNERS)
@@ -451,7 +449,7 @@ def _verify_signer(
 
     info = part.info
     try:
-        cert = _find_signer(info["sid"], parsed.certificates)
+        cert = find_signer(info["sid"], parsed.certificates)
     except EtrustError:
         detail = "the signer's certificate is not in the signature"
         checks.append(check("signer.certificate", "indeterminate", detail))
@@ -467,7 +465,7 @@ def _verify_signer(
     try:
         if digest_name not in IMPRINT_HASHES:
             raise UnsupportedAlgorithmError(f"digest {digest_name} is not supported")
-        algorithm = _signature_algorithm(info, cert, digest_name)
+        algorithm = signer_algorithm(info, cert, digest_name)
         if algorithm.hash_name != digest_name:
             raise UnsupportedAlgorithmError(f"{algorithm.name} is not used with {digest_name}")
         salt = pss_salt_length(info["signature_algorithm"]) if algorithm is RSA_PSS_SHA256 else 32
@@ -486,9 +484,9 @@ def _verify_signer(
     else:
         try:
             attrs = parse_der(cms.CMSAttributes, part.signed_attrs, "signed attributes")
-            content_type = _single_attribute(attrs, "content_type")
-            claimed = _single_attribute(attrs, "message_digest").native
-            time_value = _single_attribute(attrs, "signing_time", required=False)
+            content_type = single_attribute(attrs, "content_type")
+            claimed = single_attribute(attrs, "message_digest").native
+            time_value = single_attribute(attrs, "signing_time", required=False)
         except EtrustError as exc:
             return failed("cms.signed_attributes", "FORMAT_FAILURE", exc.message)
         if content_type.dotted != parsed.econtent_type:
@@ -521,7 +519,7 @@ def _verify_signer(
 
     if attrs is not None and _has_ess(attrs):
         try:
-            _check_ess(attrs, cert)
+            check_ess(attrs, cert)
         except EtrustError as exc:
             return failed("cms.signing_certificate", "FORMAT_FAILURE", exc.message)
         checks.append(check("cms.signing_certificate", "passed", "ESS attribute names the signer"))

@@ -121,7 +121,7 @@ class LocalTimestamper:
 
     def timestamp_digest(self, digest: bytes, hash_name: str) -> bytes:
         """The token of a granted reply; a refusal raises TimestampRejectedError."""
-        from trust.tsa import _token_bytes  # the token out of the reply: one parser for both
+        from trust.tsa import token_der  # the token out of the reply: one parser for both
 
         reply = self.tsa.respond(build_request(digest=digest, hash_name=hash_name))
-        return _token_bytes(reply)
+        return token_der(reply)

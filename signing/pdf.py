@@ -73,12 +73,12 @@ from trust.keys import KeyHandle
 from trust.validation import (
     ALGORITHM_POLICY,
     SIGNATURE_VALIDATOR,
-    _cert,
-    _crl,
-    _ocsp,
-    _run_sync,
-    _validator_in_use,
     avalidate_chain,
+    certificate_of,
+    crl_of,
+    ocsp_of,
+    run_sync,
+    validator_in_use,
 )
 
 log = logging.getLogger(__name__)
@@ -453,7 +453,7 @@ def sign_pdf(
     :class:`MalformedInputError` for a PDF that cannot be read or signed and
     :class:`ConfigurationError` for a missing timestamper or revocation source.
     """
-    return _run_sync(
+    return run_sync(
         asign_pdf(
             pdf,
             key,
@@ -561,8 +561,8 @@ async def _signing_context(
     tsa_certs = [c.chosen for c in tsa_token["content"]["certificates"] or ()]
     data = revocation.revocation_for([signer.signing_cert, *chain, *tsa_certs])
     try:
-        crls = [_crl(c) for c in data.crls]
-        ocsps = [_ocsp(o) for o in data.ocsp_responses]
+        crls = [crl_of(c) for c in data.crls]
+        ocsps = [ocsp_of(o) for o in data.ocsp_responses]
     except EtrustError as exc:
         raise MalformedInputError(f"revocation data: {exc.message}") from exc
     return ValidationContext(
@@ -637,7 +637,7 @@ def verify_pdf(pdf: bytes, ctx: VerifyContext) -> Report:
     Never raises for a bad document: unreadable bytes give FORMAT_FAILURE, a PDF without
     signatures NO_SIGNATURE. Document timestamps (B-LTA) are checked at document level.
     """
-    return _run_sync(averify_pdf(pdf, ctx))
+    return run_sync(averify_pdf(pdf, ctx))
 
 
 async def averify_pdf(pdf: bytes, ctx: VerifyContext) -> Report:
@@ -738,9 +738,9 @@ def _read_dss(reader: PdfFileReader) -> _Dss:
             return dss
         dss_dict = dss_dict.get_object()
         for key, parse, into in (
-            ("/Certs", lambda der: _cert(der, "DSS certificate"), dss.certs),
-            ("/CRLs", _crl, dss.crls),
-            ("/OCSPs", _ocsp, dss.ocsps),
+            ("/Certs", lambda der: certificate_of(der, "DSS certificate"), dss.certs),
+            ("/CRLs", crl_of, dss.crls),
+            ("/OCSPs", ocsp_of, dss.ocsps),
         ):
             for ref in dss_dict.get(key, ()):
                 into.append(parse(ref.get_object().data))  # type: ignore[operator, no-untyped-call]
@@ -760,8 +760,8 @@ def _validation_context(
     operating system's roots): the signature's integrity is still checked.
     """
     extra_certs = [*dss.certs, *extra]
-    crls = [*(_crl(c) for c in ctx.crls), *dss.crls]
-    ocsps = [*(_ocsp(o) for o in ctx.ocsp_responses), *dss.ocsps]
+    crls = [*(crl_of(c) for c in ctx.crls), *dss.crls]
+    ocsps = [*(ocsp_of(o) for o in ctx.ocsp_responses), *dss.ocsps]
     moment = ctx.now()
     if ctx.trust is None:
         return ValidationContext(
@@ -773,7 +773,7 @@ def _validation_context(
             algorithm_usage_policy=ALGORITHM_POLICY,
             signature_validator=SIGNATURE_VALIDATOR,
         )
-    return ctx.trust._context(
+    return ctx.trust.context_for(
         extra_certs, crls=crls, ocsps=ocsps, moment=moment, revocation=ctx.revocation
     )
 
@@ -790,13 +790,13 @@ async def _verify_signature(
     try:
         vc = _validation_context(ctx, dss, emb.other_embedded_certs)
         details["signer"] = describe_name(emb.signer_cert.subject)
-        token = _validator_in_use.set(SIGNATURE_VALIDATOR)  # see trust.validation
+        token = validator_in_use.set(SIGNATURE_VALIDATOR)  # see trust.validation
         try:
             status: PdfSignatureStatus = await async_validate_pdf_signature(
                 emb, signer_validation_context=vc, algorithm_policy=_CMS_POLICY
             )
         finally:
-            _validator_in_use.reset(token)
+            validator_in_use.reset(token)
     except (SignatureValidationError, EtrustError, ValueError, TypeError, KeyError) as exc:
         return _broken_signature(exc, checks, details)
 
@@ -1034,13 +1034,13 @@ async def _document_timestamp(
     name = f"timestamp.document {emb.field_name}"
     try:
         vc = _validation_context(ctx, dss, emb.other_embedded_certs)
-        token = _validator_in_use.set(SIGNATURE_VALIDATOR)
+        token = validator_in_use.set(SIGNATURE_VALIDATOR)
         try:
             status: DocumentTimestampStatus = await async_validate_pdf_timestamp(
                 emb, validation_context=vc
             )
         finally:
-            _validator_in_use.reset(token)
+            validator_in_use.reset(token)
     except (SignatureValidationError, EtrustError, ValueError, TypeError, KeyError) as exc:
         return "TIMESTAMP_INVALID", check(name, "failed", f"unreadable document timestamp ({exc})")
     reason, ts_check = await _timestamp_check(status, ctx, dss, emb.other_embedded_certs, name)

@@ -203,7 +203,7 @@ def _gen_time(now: datetime, accuracy: timedelta | None) -> datetime:
     return now
 
 
-def _signing_time(moment: datetime) -> cms.Time:
+def cms_time(moment: datetime) -> cms.Time:
     moment = moment.replace(microsecond=0)
     return cms.Time({"utc_time" if moment.year < 2050 else "generalized_time": moment})
 
@@ -411,7 +411,7 @@ class TimeStampAuthority:
             tst["tsa"] = self._tsa_name
         tst_der = tsp.TSTInfo(tst).dump()
         signing_time = cms.CMSAttribute(
-            {"type": "signing_time", "values": [_signing_time(gen_time)]}
+            {"type": "signing_time", "values": [cms_time(gen_time)]}
         ).dump()
         message_digest = tlv(
             _SEQUENCE,
@@ -469,7 +469,7 @@ def parse_request(der: bytes) -> TimestampRequest:
     except ValueError as exc:
         raise TimestampRequestError(f"request is not DER: {exc}") from exc
     try:
-        _count_values(der, "request", _MAX_REQUEST_VALUES)
+        count_values(der, "request", _MAX_REQUEST_VALUES)
     except InputTooLargeError as exc:  # asn1crypto would spend ~0.1 s on 64 KiB of them
         raise TimestampRequestError(exc.message) from exc
     except MalformedInputError as exc:
@@ -618,7 +618,7 @@ about 260 with two certificates. asn1crypto spends microseconds per value, so wi
 hostile 1 MiB token of tiny values costs seconds of parsing; with it, at most ~0.2 s."""
 
 _MAX_DEPTH = 48
-"""Deepest nesting :func:`_count_values` follows; a token with certificates nests about 12 deep."""
+"""Deepest nesting :func:`count_values` follows; a token with certificates nests about 12 deep."""
 
 
 def _header(data: bytes, pointer: int, end: int) -> tuple[int, int, int]:
@@ -659,7 +659,7 @@ def _header(data: bytes, pointer: int, end: int) -> tuple[int, int, int]:
     return first, pointer, pointer + size
 
 
-def _count_values(data: bytes, what: str, limit: int = _MAX_TLVS) -> int:
+def count_values(data: bytes, what: str, limit: int = _MAX_TLVS) -> int:
     """The number of TLVs in ``data``, nested ones included; more than ``limit`` is refused.
 
     DER wrapped in an OCTET STRING (the TSTInfo, extension values) is counted too, since
@@ -708,14 +708,14 @@ def _count_values(data: bytes, what: str, limit: int = _MAX_TLVS) -> int:
     return count
 
 
-def _token_bytes(der: bytes) -> bytes:
+def token_der(der: bytes) -> bytes:
     """The token's DER, from a bare token (ContentInfo) or a whole reply (TimeStampResp)."""
     if not isinstance(der, bytes | bytearray):
         raise MalformedInputError("time-stamp token: expected bytes")
     if len(der) > MAX_TOKEN:
         raise InputTooLargeError(f"time-stamp token larger than {MAX_TOKEN} bytes")
     der = bytes(der)
-    _count_values(der, "time-stamp token")
+    count_values(der, "time-stamp token")
     outer = _one(der, "time-stamp token")
     parts = _tlvs(outer.contents, "time-stamp token")
     if parts and (parts[0].cls, parts[0].tag) == (0, 6):  # OBJECT IDENTIFIER: a bare token
@@ -795,7 +795,7 @@ def _token_parts(token_der: bytes) -> _TokenParts:
     )
 
 
-def _single_attribute(attrs: cms.CMSAttributes, name: str, required: bool = True) -> Any:
+def single_attribute(attrs: cms.CMSAttributes, name: str, required: bool = True) -> Any:
     found = [a for a in attrs if a["type"].native == name]
     if not found:
         if required:
@@ -806,7 +806,7 @@ def _single_attribute(attrs: cms.CMSAttributes, name: str, required: bool = True
     return found[0]["values"][0]
 
 
-def _find_signer(sid: cms.SignerIdentifier, pool: Sequence[x509.Certificate]) -> x509.Certificate:
+def find_signer(sid: cms.SignerIdentifier, pool: Sequence[x509.Certificate]) -> x509.Certificate:
     for cert in pool:
         if sid.name == "issuer_and_serial_number":
             ias = sid.chosen
@@ -820,10 +820,10 @@ def _find_signer(sid: cms.SignerIdentifier, pool: Sequence[x509.Certificate]) ->
     raise TimestampCertificateError("the TSA certificate is neither in the token nor given")
 
 
-def _check_ess(attrs: cms.CMSAttributes, signer: x509.Certificate) -> None:
+def check_ess(attrs: cms.CMSAttributes, signer: x509.Certificate) -> None:
     """The ESS signing-certificate(-v2) attribute must name the certificate that signed."""
-    v2 = _single_attribute(attrs, "signing_certificate_v2", required=False)
-    v1 = _single_attribute(attrs, "signing_certificate", required=False)
+    v2 = single_attribute(attrs, "signing_certificate_v2", required=False)
+    v1 = single_attribute(attrs, "signing_certificate", required=False)
     if v2 is not None:
         cert_id = v2["certs"][0]
         hash_name = cert_id["hash_algorithm"]["algorithm"].native
@@ -848,7 +848,7 @@ def _check_ess(attrs: cms.CMSAttributes, signer: x509.Certificate) -> None:
         raise TimestampCertificateError("the ESS issuer and serial name another certificate")
 
 
-def _signature_algorithm(
+def signer_algorithm(
     signer_info: cms.SignerInfo, signer: x509.Certificate, digest_name: str
 ) -> SignatureAlgorithm:
     """Our registry entry; also the bare key OIDs CMS producers often write (RFC 5754 §3)."""
@@ -946,7 +946,7 @@ def verify_token(
     parsed_request = _relying_party_request(request) if request is not None else None
     try:
         return _verify(
-            _token_parts(_token_bytes(token)),
+            _token_parts(token_der(token)),
             trusted,
             list(certificates),
             parsed_request,
@@ -974,21 +974,21 @@ def _verify(
         raise TimestampTokenError(f"unsupported TSTInfo version {tst['version'].native}")
     signer_info = parts.signer_info
     token_certs = [x509.Certificate.load(der) for der in parts.certificates]
-    signer = _find_signer(signer_info["sid"], [*token_certs, *extra, *trusted])
+    signer = find_signer(signer_info["sid"], [*token_certs, *extra, *trusted])
 
     attrs: cms.CMSAttributes = parse_der(cms.CMSAttributes, parts.signed_attrs, "signed attributes")
-    content_type = _single_attribute(attrs, "content_type")
+    content_type = single_attribute(attrs, "content_type")
     if content_type.native != "tst_info":
         raise TimestampTokenError("the content-type attribute is not id-ct-TSTInfo")
     digest_name = signer_info["digest_algorithm"]["algorithm"].native
     if digest_name not in IMPRINT_HASHES:
         raise UnsupportedAlgorithmError(f"CMS digest {digest_name} is not supported")
-    claimed = _single_attribute(attrs, "message_digest").native
+    claimed = single_attribute(attrs, "message_digest").native
     if not hmac.compare_digest(hashlib.new(digest_name, parts.tst_info).digest(), claimed):
         raise TimestampTokenError("the TSTInfo does not match the signed message digest")
-    _check_ess(attrs, signer)
+    check_ess(attrs, signer)
 
-    algorithm = _signature_algorithm(signer_info, signer, digest_name)
+    algorithm = signer_algorithm(signer_info, signer, digest_name)
     algorithm.verify(
         signer.public_key, signer_info["signature"].native, parts.signed_attrs, sm2_id=DEFAULT_ID
     )

@@ -348,7 +348,7 @@ def _key_type_or_none(public_key: keys.PublicKeyInfo) -> str | None:
 SIGNATURE_VALIDATOR = Sm2CapableSignatureValidator()
 ALGORITHM_POLICY = GmAlgorithmPolicy()  # type: ignore[no-untyped-call]
 
-_validator_in_use: ContextVar[SignatureValidator | None] = ContextVar(
+validator_in_use: ContextVar[SignatureValidator | None] = ContextVar(
     "etrust_signature_validator", default=None
 )
 
@@ -366,7 +366,7 @@ class _InheritingValidationContext(ValidationContext):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         if kwargs.get("signature_validator") is None:
-            kwargs["signature_validator"] = _validator_in_use.get()
+            kwargs["signature_validator"] = validator_in_use.get()
         super().__init__(*args, **kwargs)
 
 
@@ -446,7 +446,7 @@ def _whole_octets(signature: Any, what: str) -> None:
         raise MalformedInputError(f"{what}: {exc.message}") from exc
 
 
-def _cert(value: CertificateInput, what: str) -> x509.Certificate:
+def certificate_of(value: CertificateInput, what: str) -> x509.Certificate:
     try:
         return _parsed_certificate(_der_of(value, x509.Certificate, what))
     except MalformedInputError as exc:
@@ -454,11 +454,11 @@ def _cert(value: CertificateInput, what: str) -> x509.Certificate:
         raise MalformedInputError(f"{what}: {message}") from exc
 
 
-def _crl(value: CrlInput) -> crl.CertificateList:
+def crl_of(value: CrlInput) -> crl.CertificateList:
     return _parsed_crl(_der_of(value, crl.CertificateList, "CRL"))
 
 
-def _ocsp(value: OcspInput) -> ocsp.OCSPResponse:
+def ocsp_of(value: OcspInput) -> ocsp.OCSPResponse:
     der = unarmor(
         _der_of(value, ocsp.OCSPResponse, "OCSP response"), "OCSP response", ("OCSP RESPONSE",)
     )
@@ -509,10 +509,12 @@ class TrustStore:
         roots: Iterable[CertificateInput],
         intermediates: Iterable[CertificateInput] = (),
     ) -> None:
-        self._roots = tuple(_cert(r, "trust root") for r in roots)
+        self._roots = tuple(certificate_of(r, "trust root") for r in roots)
         if not self._roots:
             raise MalformedInputError("a trust store needs at least one root certificate")
-        self._intermediates = tuple(_cert(c, "intermediate certificate") for c in intermediates)
+        self._intermediates = tuple(
+            certificate_of(c, "intermediate certificate") for c in intermediates
+        )
         self._manager = SimpleTrustManager.build(trust_roots=self._roots)
 
     @property
@@ -531,7 +533,7 @@ class TrustStore:
             load_certificates(intermediates_pem) if intermediates_pem.strip() else (),
         )
 
-    def _context(
+    def context_for(
         self,
         intermediates: Iterable[x509.Certificate],
         *,
@@ -581,7 +583,7 @@ async def avalidate_chain(
 
     async def once(mode: RevocationMode) -> ValidationReport:
         checks: list[Check] = []
-        token = _validator_in_use.set(SIGNATURE_VALIDATOR)
+        token = validator_in_use.set(SIGNATURE_VALIDATOR)
         try:
             return await _validate_path(
                 cert,
@@ -600,7 +602,7 @@ async def avalidate_chain(
             log.exception("path validation failed unexpectedly")
             return _internal_failure(exc, moment, checks)
         finally:
-            _validator_in_use.reset(token)
+            validator_in_use.reset(token)
 
     intermediate_list = list(intermediates)
     report = await once(revocation)
@@ -649,10 +651,10 @@ async def _validate_path(
 ) -> ValidationReport:
     try:
         store = trust_roots if isinstance(trust_roots, TrustStore) else TrustStore(trust_roots)
-        leaf = _cert(cert, "certificate")
-        extra = [_cert(c, "intermediate certificate") for c in intermediates]
-        crl_list = [_crl(c) for c in crls]
-        ocsp_list = [_ocsp(o) for o in ocsp_responses]
+        leaf = certificate_of(cert, "certificate")
+        extra = [certificate_of(c, "intermediate certificate") for c in intermediates]
+        crl_list = [crl_of(c) for c in crls]
+        ocsp_list = [ocsp_of(o) for o in ocsp_responses]
     except MalformedInputError as exc:
         checks.append(Check(name="format", result="failed", detail=exc.message))
         return _report("MALFORMED", exc.message, moment, checks=checks)
@@ -665,7 +667,7 @@ async def _validate_path(
         )
     )
     try:
-        context = store._context(
+        context = store.context_for(
             extra,
             crls=crl_list,
             ocsps=ocsp_list,
@@ -729,7 +731,7 @@ def validate_chain(
     Works from plain threads and from inside a running event loop (there it runs on a worker
     thread and blocks the caller until done; async code should ``await avalidate_chain``).
     """
-    return _run_sync(
+    return run_sync(
         avalidate_chain(
             cert,
             trust_roots=trust_roots,
@@ -749,7 +751,7 @@ _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
 
 
-def _run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
+def run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
     """``asyncio.run``, or on a worker thread when this thread already runs a loop."""
     try:
         asyncio.get_running_loop()
@@ -961,7 +963,7 @@ def _validate_crl(
     checks: list[Check],
 ) -> ValidationReport:
     try:
-        parsed = _crl(crl_data)
+        parsed = crl_of(crl_data)
         tbs = parsed["tbs_cert_list"]
         issuer_der = tbs["issuer"].dump()
         this_update: datetime = tbs["this_update"].native
@@ -975,7 +977,7 @@ def _validate_crl(
         candidates = [
             *store.roots,
             *store.intermediates,
-            *(_cert(c, "intermediate certificate") for c in intermediates),
+            *(certificate_of(c, "intermediate certificate") for c in intermediates),
         ]
     except MalformedInputError as exc:
         checks.append(Check(name="format", result="failed", detail=exc.message))
