@@ -34,6 +34,8 @@ def cmd_seal_create(rt: Runtime, args: argparse.Namespace) -> int:
             width_mm=args.width_mm,
             height_mm=args.height_mm or args.width_mm,
             key_uri=args.key_uri,
+            version=args.version,
+            extra_signers=tuple(_certificate_der(path) for path in args.signer_cert),
         ),
         args.approval,
     )
@@ -44,6 +46,12 @@ def cmd_seal_create(rt: Runtime, args: argparse.Namespace) -> int:
         f"valid to {record.valid_to:%Y-%m-%d}",
     )
     return 0
+
+
+def _certificate_der(path: str) -> bytes:
+    from trust.certificates import load_certificate
+
+    return bytes(load_certificate(read_file(path, 64 * 1024)).dump())
 
 
 def cmd_seal_list(rt: Runtime, args: argparse.Namespace) -> int:
@@ -69,7 +77,7 @@ def cmd_sign(rt: Runtime, args: argparse.Namespace) -> int:
     from signing.verifier import MAX_DOCUMENT
 
     data = read_file(args.file, MAX_DOCUMENT)
-    kind, out = seal_file(rt, actor(), args.seal, data)
+    kind, out = seal_file(rt, actor(), args.seal, data, pdf_level=args.pdf_level)
     write_new(args.out, out)
     what = {"ofd": "sealed OFD", "pdf": "sealed PDF", "cms": "detached signature"}[kind]
     _print(
@@ -102,6 +110,15 @@ def add_commands(sub: Any, command: Any) -> None:
     p.add_argument("--width-mm", type=int, default=40)
     p.add_argument("--height-mm", type=int)
     p.add_argument("--key-uri", help="the seal key on a device (pkcs11:, skf:, sdf:)")
+    p.add_argument(
+        "--signer-cert",
+        action="append",
+        default=[],
+        help="a further signer certificate the seal allows (PEM or DER; repeatable)",
+    )
+    p.add_argument(
+        "--version", type=int, choices=(4, 5), default=4, help="5: GM/T 0031-2025, timestamped"
+    )
     p.add_argument("--approval", help="approval request id, where dual control applies")
     p = command("list", cmd_seal_list, "seals and their validity", seal)
     p.add_argument("--department")
@@ -117,3 +134,9 @@ def add_commands(sub: Any, command: Any) -> None:
     p.add_argument("file")
     p.add_argument("--seal", required=True, help="the seal id (see etrust seal list)")
     p.add_argument("--out", required=True, help="the signed file (a new file)")
+    p.add_argument(
+        "--pdf-level",
+        choices=("B-B", "B-T", "B-LT", "B-LTA"),
+        default="B-T",
+        help="PAdES level for PDFs (B-LT and B-LTA embed revocation data)",
+    )

@@ -169,6 +169,10 @@ class SealRequest:
     height_mm: int = 40
     key_uri: str | None = None
     """The seal key on a device (``pkcs11:``, ``skf:``, ``sdf:``); default: a software key."""
+    version: int = 4
+    """4 (GB/T 38540-2020) or 5 (GM/T 0031-2025: the maker's signature timestamped)."""
+    extra_signers: tuple[bytes, ...] = ()
+    """Certificates (DER) of further signers the seal allows, e.g. a clerk's USB key."""
 
     def checked(self) -> SealRequest:
         check_name(self.department, "department code")
@@ -185,6 +189,12 @@ class SealRequest:
             raise MalformedInputError("seal pictures are 20-80 mm wide and high")
         if len(self.title) > 20:
             raise MalformedInputError("a seal title is at most 20 characters")
+        if self.version not in (4, 5):
+            raise MalformedInputError("seals are made as version 4 (GB/T 38540) or 5 (GM/T 0031)")
+        if len(self.extra_signers) > 16:
+            raise MalformedInputError("a seal lists at most 16 further signers")
+        for der in self.extra_signers:
+            load_certificate(der)  # MalformedInputError for anything but a certificate
         return self
 
     def params(self) -> dict[str, str]:
@@ -198,6 +208,8 @@ class SealRequest:
             "valid_days": str(self.valid_days),
             "picture_sha256": picture,
             "key_uri": self.key_uri or "",
+            "version": str(self.version),
+            "extra_signers_sha256": hashlib.sha256(b"".join(self.extra_signers)).hexdigest(),
         }
 
 
@@ -258,13 +270,17 @@ def make_department_seal(
                 es_id=es_id,
                 name=request.name,
                 seal_type=request.seal_type,
-                signer_certs=[cert],
+                signer_certs=[cert, *(load_certificate(d) for d in request.extra_signers)],
                 valid_from=valid_from,
                 valid_to=valid_to,
                 picture=picture,
             ),
             rt.keys.find(maker_identity.key_uri),
             load_certificate(maker_identity.certificate_der),
+            version=request.version,
+            timestamper=LocalTimestamper(tsa_for(rt, request.alg))
+            if request.version == 5
+            else None,
         )
         record = SealRecord(
             es_id,
@@ -272,7 +288,7 @@ def make_department_seal(
             request.name,
             request.alg,
             request.seal_type,
-            4,
+            request.version,
             valid_from,
             valid_to,
             seal_der,
@@ -338,11 +354,19 @@ def seal_signer(rt: Runtime, es_id: str) -> SealSigner:
     )
 
 
-def seal_file(rt: Runtime, actor: str, es_id: str, data: bytes) -> tuple[str, bytes]:
+PDF_LEVELS = ("B-B", "B-T", "B-LT", "B-LTA")
+
+
+def seal_file(
+    rt: Runtime, actor: str, es_id: str, data: bytes, *, pdf_level: str = "B-T"
+) -> tuple[str, bytes]:
     """Seal a file: an OFD or PDF gets a signature inside, anything else a detached CMS.
 
     Returns the format (``ofd``, ``pdf`` or ``cms``) and the signed file (or the signature).
+    PDFs are signed at ``pdf_level``; B-LT and B-LTA embed our CAs' current CRLs.
     """
+    if pdf_level not in PDF_LEVELS:
+        raise MalformedInputError(f"PAdES level is one of {', '.join(PDF_LEVELS)}")
     from signing.verifier import detect_format
 
     signer = seal_signer(rt, es_id)
@@ -358,17 +382,21 @@ def seal_file(rt: Runtime, actor: str, es_id: str, data: bytes) -> tuple[str, by
             timestamper=signer.timestamper,
         )
     elif kind == "pdf":
-        from signing.pdf import Stamp, sign_pdf
+        from signing.pdf import RevocationData, Stamp, sign_pdf
         from signing.seal import parse_seal
 
         picture = parse_seal(signer.seal.seal_der).picture
+        revocation = None
+        if pdf_level in ("B-LT", "B-LTA"):
+            revocation = RevocationData(crls=tuple(ca.crl().dump() for ca in rt.pki().cas.values()))
         out = sign_pdf(
             data,
             signer.key,
             signer.certificate,
             chain=signer.chain,
-            level="B-T",
+            level=pdf_level,  # type: ignore[arg-type]
             timestamper=signer.timestamper,
+            revocation=revocation,
             stamp=Stamp(png=picture.data, box_mm=(140.0, 20.0, picture.width_mm, picture.height_mm))
             if picture.type.upper() == "PNG"
             else None,

@@ -201,3 +201,47 @@ def test_seal_making_under_dual_control(tmp_path: Path, capsys: pytest.CaptureFi
     code, _, err = run(capsys, *create)
     assert code == 1 and "APPROVAL_REQUIRED" in err
     assert _seals(h, capsys) == []
+
+
+def test_v5_seal_with_a_further_signer_and_a_long_term_pdf(
+    home: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from asn1crypto import pem
+
+    from signing.pdf import blank_pdf
+    from signing.seal import parse_seal
+
+    clerk = tmp_path / "clerk.pem"
+    assert main(["--home", home, "ca", "export", "issuing-sm2", "--out", str(clerk)]) == 0
+    code, out, err = run(
+        capsys,
+        *("--home", home, "seal", "create", "--department", "152500-swj"),
+        *("--name", "示范盟商务局", "--version", "5", "--signer-cert", str(clerk), "--json"),
+    )
+    assert code == 0, err
+    made = json.loads(out)
+    assert made["version"] == 5
+    esl = tmp_path / "v5.esl"
+    assert run(capsys, "--home", home, "seal", "export", made["id"], "--out", str(esl))[0] == 0
+    parsed = parse_seal(esl.read_bytes())
+    assert parsed.version == 5 and parsed.timestamp is not None
+    assert pem.unarmor(clerk.read_bytes())[2] in parsed.signer_certs  # the further signer
+    code, out, err = run(capsys, "--home", home, "verify", str(esl), "--json")
+    assert code == 0, out + err
+    pdf = tmp_path / "notice.pdf"
+    pdf.write_bytes(blank_pdf(["商务局通知"]))
+    sealed = tmp_path / "notice-lt.pdf"
+    code, _, err = run(
+        capsys,
+        *("--home", home, "sign", str(pdf), "--seal", made["id"]),
+        *("--out", str(sealed), "--pdf-level", "B-LT"),
+    )
+    assert code == 0, err
+    code, out, err = run(capsys, "--home", home, "verify", str(sealed), "--json")
+    report = json.loads(out)
+    assert code == 0, out + err
+    assert (
+        report["signatures"][0]["details"]["level"] == "B-LT"
+        if report.get("signatures")
+        else report["details"]["level"] == "B-LT"
+    )
