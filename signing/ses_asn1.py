@@ -248,6 +248,12 @@ def check_shape(value: core.Asn1Value, what: str) -> None:
             check_shape(child, what)
     elif isinstance(value, core.Choice):
         check_shape(value.chosen, what)
+    elif isinstance(value, core.BitString):
+        # .native would expand a signature into a tuple of bits; the encoding rule is all
+        # there is to check: an unused-bits octet of 0-7, and 0 for an empty string.
+        contents = bytes(value.contents or b"")
+        if not contents or contents[0] > 7 or (len(contents) == 1 and contents[0]):
+            raise MalformedInputError(f"{what}: malformed BIT STRING")
     elif not isinstance(value, core.Any | core.Void):
         value.native  # noqa: B018  (forces the lazy decoding, so bad content fails here)
 
