@@ -4,10 +4,10 @@
 #   openssl      the CLI, the independent judge of our certificates and signatures
 #   softhsm2     a real PKCS#11 token for the hardware-key tests
 #   gcc, libssl-dev  to build the SKF and SDF simulator libraries the device tests load
-#   fonts-droid-fallback  a TrueType CJK font: seal pictures, and the font embedded in PDF stamps
+#   fonts-wqy-microhei  a CJK font with Latin glyphs: seal pictures and the text of our PDFs
 set -eu
 needs="openssl:openssl softhsm2:softhsm2-util gcc:gcc libssl-dev:/usr/include/openssl/evp.h"
-needs="$needs fonts-droid-fallback:/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf"
+needs="$needs fonts-wqy-microhei:/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"
 for extra in "$@"; do needs="$needs $extra:$extra"; done
 missing=""
 for need in $needs; do

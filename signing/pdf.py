@@ -21,7 +21,6 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from asn1crypto import algos, cms, crl, ocsp, tsp, x509
@@ -58,6 +57,7 @@ from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.policy_decl import AlgorithmUsageConstraint
 from pyhanko_certvalidator.registry import SimpleCertificateStore, SimpleTrustManager
 
+from signing import fonts
 from signing.context import Timestamper, VerifyContext
 from signing.report import REASONS, Check, Report, chain_reason, check, combine, report
 from trust import asn1_gm  # noqa: F401  (SM2/SM3 names known to asn1crypto)
@@ -108,8 +108,8 @@ __all__ = [
     "verify_pdf",
 ]
 
-FONT_PATH = Path("/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf")
-"""The CJK TrueType font embedded for page text and stamp text (Debian fonts-droid-fallback)."""
+FONT_PATH = fonts.FONT_PATH
+"""The CJK font embedded for page and stamp text (signing.fonts); tests point it elsewhere."""
 
 Level = Literal["B-B", "B-T", "B-LT", "B-LTA"]
 LEVELS: tuple[Level, ...] = ("B-B", "B-T", "B-LT", "B-LTA")
@@ -353,21 +353,18 @@ _CMS_POLICY = _GmCmsPolicy()
 def _font_program(text: str) -> bytes:
     """The CJK font cut down to ``text`` and rescaled to 1000 units per em.
 
-    pyhanko writes glyph widths in font units where PDF wants thousandths of an em; the Droid
-    font has 256 units per em, so unscaled its glyphs would overlap. Cutting it first keeps
+    pyhanko writes glyph widths in font units where PDF wants thousandths of an em; fonts with
+    other units per em would get overlapping or gaping glyphs. Cutting it first keeps
     the 4 MB font out of every document and makes the rescaling cheap.
     """
     from fontTools import subset, ttLib  # type: ignore[import-untyped]
     from fontTools.ttLib.scaleUpem import scale_upem  # type: ignore[import-untyped]
 
-    if not FONT_PATH.is_file():
-        raise ConfigurationError(
-            f"the CJK font {FONT_PATH} is missing (Debian package fonts-droid-fallback)"
-        )
-    font = ttLib.TTFont(str(FONT_PATH))
+    font = ttLib.TTFont(str(fonts.font_path(FONT_PATH)), fontNumber=fonts.FONT_INDEX)
     options = subset.Options()
     options.layout_features = ["*"]
     options.notdef_outline = True
+    options.drop_tables += ["FFTM"]  # FontForge's timestamps: nothing to keep, nothing to warn
     subsetter = subset.Subsetter(options)
     subsetter.populate(text=text or " ")
     subsetter.subset(font)
@@ -396,8 +393,8 @@ class _CjkFont(FontEngineFactory):  # type: ignore[misc]
 def blank_pdf(
     text_lines: Sequence[str] = (), *, page_mm: tuple[float, float] = (210, 297)
 ) -> bytes:
-    """A one-page PDF with ``text_lines`` at the top left (CJK renders; the Droid font has no
-    Latin letters or digits). For tests, benchmarks and demos."""
+    """A one-page PDF with ``text_lines`` at the top left (Chinese and Latin text render). For
+    tests, benchmarks and demos."""
     lines = tuple(str(line) for line in text_lines)
     width, height = (float(v) for v in page_mm)
     if not (10 <= width <= 5000 and 10 <= height <= 5000):

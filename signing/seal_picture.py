@@ -13,11 +13,11 @@ from __future__ import annotations
 import functools
 import io
 import math
-from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
-from trust.errors import ConfigurationError, InputTooLargeError, MalformedInputError
+from signing import fonts
+from trust.errors import InputTooLargeError, MalformedInputError
 
 __all__ = [
     "FONT_PATH",
@@ -28,8 +28,8 @@ __all__ = [
     "red_seal_png",
 ]
 
-FONT_PATH = Path("/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf")
-"""A TrueType font with CJK glyphs (Debian fonts-droid-fallback, see scripts/system-deps.sh)."""
+FONT_PATH = fonts.FONT_PATH
+"""The CJK font (signing.fonts); tests point it elsewhere."""
 
 SEAL_RED = (230, 0, 18)
 """Seal-ink red."""
@@ -54,17 +54,12 @@ _TITLE_WIDTH = 1.15
 
 
 def _font(size: int) -> ImageFont.FreeTypeFont:
-    if not FONT_PATH.is_file():
-        raise ConfigurationError(
-            f"the CJK font {FONT_PATH} for seal pictures is missing; install the Debian package "
-            "fonts-droid-fallback (make system-deps)"
-        )
-    return _load_font(str(FONT_PATH), size)
+    return _load_font(str(fonts.font_path(FONT_PATH)), size)
 
 
 @functools.lru_cache(maxsize=64)
 def _load_font(path: str, size: int) -> ImageFont.FreeTypeFont:
-    return ImageFont.truetype(path, size)
+    return ImageFont.truetype(path, size, index=fonts.FONT_INDEX)
 
 
 def red_seal_png(

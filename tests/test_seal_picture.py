@@ -124,7 +124,7 @@ def test_missing_font_is_a_configuration_error(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(seal_picture, "FONT_PATH", tmp_path / "no-such-font.ttf")
-    with pytest.raises(ConfigurationError, match="fonts-droid-fallback"):
+    with pytest.raises(ConfigurationError, match="fonts-wqy-microhei"):
         red_seal_png(NAME)
 
 
