@@ -682,6 +682,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return failure_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (``| head``): nothing more to tell it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return failure_code
     except Exception as exc:  # a bug or an unforeseen library error: a message, not a traceback
         logging.getLogger("etrust.cli").debug("unexpected error", exc_info=True)
         action = _AUDITED.get(args.handler)

@@ -114,6 +114,8 @@ def _print_document(report: Report, args: argparse.Namespace) -> int:
         return EXIT_CODES[report.verdict]
     print(f"{report.verdict} ({report.format}): {report.message_zh}")
     print(f"  {report.reason}: {report.message}")
+    assessment = report.assessment()
+    print(f"  完整性：{assessment['integrity_zh']}；可信性：{assessment['trust_zh']}")
     for index, signature in enumerate(report.signatures or (report,), 1):
         if report.signatures:
             print(f"signature {index}: {signature.verdict} {signature.reason}")

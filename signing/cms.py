@@ -543,7 +543,11 @@ def _verify_signer(
             "the signer's key usage allows neither digitalSignature nor nonRepudiation",
         )
     reason, chain_check, _ = ctx.validate_certificate(
-        cert, at=at, role="signer", intermediates=parsed.certificates
+        cert,
+        at=at,
+        role="signer",
+        intermediates=parsed.certificates,
+        proven=gen_time is not None,
     )
     checks.append(chain_check)
     return done(reason, "" if reason == "OK" else chain_check["detail"])

@@ -49,8 +49,13 @@ class VerifyContext:
         intermediates: Iterable[x509.Certificate] = (),
         key_usage: set[str] | None = None,
         extended_key_usage: set[str] | None = None,
+        proven: bool = False,
     ) -> tuple[str, Check, ValidationReport | None]:
-        """(sub-reason, check named ``<role>.chain``, the chain report) for ``cert`` at ``at``."""
+        """(sub-reason, check named ``<role>.chain``, the chain report) for ``cert`` at ``at``.
+
+        ``proven``: a verified timestamp proves ``at``, so revocation data issued since counts
+        (a CRL of today that does not list the certificate shows it was not revoked then).
+        """
         name = f"{role}.chain"
         if self.trust is None:
             return (
@@ -68,6 +73,7 @@ class VerifyContext:
             revocation=self.revocation,
             key_usage=key_usage,
             extended_key_usage=extended_key_usage,
+            retroactive_revocation=proven,
         )
         result = {"PASSED": "passed", "FAILED": "failed"}.get(validation.verdict, "indeterminate")
         path = " <- ".join(validation.path)

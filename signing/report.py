@@ -124,6 +124,22 @@ class Report:
     def passed(self) -> bool:
         return self.verdict == "PASSED"
 
+    def all_checks(self) -> list[Check]:
+        """This report's checks and those of every signature under it."""
+        return [*self.checks, *(c for s in self.signatures for c in s.all_checks())]
+
+    def assessment(self) -> dict[str, str]:
+        """Integrity and trust told apart: a document can be intact (every signature and digest
+        verifies) while its signer's authority is unknown here, and people need to know which.
+        """
+        integrity, trust = _assess(self.all_checks())
+        return {
+            "integrity": integrity,
+            "integrity_zh": _INTEGRITY_ZH[integrity],
+            "trust": trust,
+            "trust_zh": _TRUST_ZH[trust],
+        }
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "format": self.format,
@@ -131,12 +147,56 @@ class Report:
             "reason": self.reason,
             "message": self.message,
             "message_zh": self.message_zh,
+            "assessment": self.assessment(),
             "checks": [dict(c) for c in self.checks],
             "details": dict(self.details),
         }
         if self.signatures:
             out["signatures"] = [s.to_dict() for s in self.signatures]
         return out
+
+
+_INTEGRITY_ZH = {
+    "intact": "签名与文件内容完整，未被篡改",
+    "broken": "签名或文件内容已被篡改或损坏",
+    "unknown": "无法检查签名与文件的完整性",
+}
+_TRUST_ZH = {
+    "established": "签发机构可信，证书有效",
+    "not established": "无法确认签发机构是否可信",
+    "failed": "证书或时间戳验证未通过",
+    "unknown": "未检查证书",
+}
+_TRUST_SUFFIXES = (".chain", "timestamp")
+"""Checks about who signed and when: certificate chains and timestamps."""
+_POLICY_SUFFIXES = (".validity", ".signer_in_seal", ".key_usage", ".signing_certificate")
+"""Checks of rules (validity periods, allowed signers): neither integrity nor trust."""
+
+
+def _assess(checks: Iterable[Check]) -> tuple[str, str]:
+    integrity: list[str] = []
+    trust: list[str] = []
+    for item in checks:
+        name = item["name"].split(" ")[0]
+        if name.endswith(_TRUST_SUFFIXES) or name.startswith("timestamp"):
+            trust.append(item["result"])
+        elif not name.endswith(_POLICY_SUFFIXES):
+            integrity.append(item["result"])
+    if "failed" in integrity:
+        integrity_state = "broken"
+    elif "passed" in integrity and "indeterminate" not in integrity:
+        integrity_state = "intact"
+    else:
+        integrity_state = "unknown"
+    if "failed" in trust:
+        trust_state = "failed"
+    elif "indeterminate" in trust:
+        trust_state = "not established"
+    elif "passed" in trust:
+        trust_state = "established"
+    else:
+        trust_state = "unknown"
+    return integrity_state, trust_state
 
 
 def report(

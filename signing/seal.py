@@ -651,8 +651,19 @@ class Findings:
             return alg
         return None
 
-    def chain(self, ctx: VerifyContext, cert: x509.Certificate, *, at: datetime, role: str) -> None:
-        reason, found, _ = ctx.validate_certificate(cert, at=at, role=role, key_usage=_SIGNER_USAGE)
+    def chain(
+        self,
+        ctx: VerifyContext,
+        cert: x509.Certificate,
+        *,
+        at: datetime,
+        role: str,
+        proven: bool = False,
+    ) -> None:
+        """``proven``: a verified timestamp backs ``at`` (see VerifyContext.validate_certificate)."""
+        reason, found, _ = ctx.validate_certificate(
+            cert, at=at, role=role, key_usage=_SIGNER_USAGE, proven=proven
+        )
         self.record(found, reason)
 
     def conclude(self, format: str, details: dict[str, Any]) -> Report:
@@ -666,8 +677,16 @@ def _stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-def check_seal(seal: ParsedSeal, ctx: VerifyContext, findings: Findings, *, at: datetime) -> None:
-    """GB/T 38540 seal verification (standards.md §1.7-A) at ``at``, into ``findings``.
+def check_seal(
+    seal: ParsedSeal,
+    ctx: VerifyContext,
+    findings: Findings,
+    *,
+    at: datetime,
+    proven: bool = False,
+) -> None:
+    """GB/T 38540 seal verification (standards.md §1.7-A) at ``at``, into ``findings``;
+    ``proven`` when a verified timestamp backs ``at``.
 
     The maker certificate is judged at ``at`` for v1/v4. For v5 it is judged at createDate, as
     GM/T 0031-2025 asks (a later expiry or revocation does not undo a seal made before it), but
@@ -675,7 +694,7 @@ def check_seal(seal: ParsedSeal, ctx: VerifyContext, findings: Findings, *, at: 
     the maker's claim, and a backdated one would hide an expired or revoked certificate.
     """
     findings.signature("seal.signature", "SEAL_INVALID", lambda: check_seal_signature(seal))
-    maker_at = at
+    maker_at, maker_proven = at, proven
     if seal.timestamp is None:
         findings.add("seal.timestamp", "skipped", f"the v{seal.version} seal carries no timestamp")
     else:
@@ -690,7 +709,7 @@ def check_seal(seal: ParsedSeal, ctx: VerifyContext, findings: Findings, *, at: 
             )
         findings.record(found, "TIMESTAMP_INVALID" if found["result"] == "failed" else None)
         if seal.version == 5 and found["result"] == "passed":
-            maker_at = seal.created
+            maker_at, maker_proven = seal.created, True
     period = f"valid from {_stamp(seal.valid_from)} to {_stamp(seal.valid_to)}"
     if seal.valid_at(at):
         findings.add("seal.validity", "passed", f"{period}; checked at {_stamp(at)}")
@@ -701,7 +720,7 @@ def check_seal(seal: ParsedSeal, ctx: VerifyContext, findings: Findings, *, at: 
             f"the seal is {period}, not at {_stamp(at)}",
             "SEAL_EXPIRED",
         )
-    findings.chain(ctx, seal.maker_cert, at=maker_at, role="seal.maker")
+    findings.chain(ctx, seal.maker_cert, at=maker_at, role="seal.maker", proven=maker_proven)
 
 
 def seal_details(seal: ParsedSeal) -> dict[str, Any]:

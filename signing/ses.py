@@ -320,8 +320,9 @@ def _verify(der: bytes, ctx: VerifyContext, original: bytes | None, format: str)
         findings.add("ses.signer_in_seal", "passed", f"listed by the seal ({match})")
 
     moment, source = _signing_time(sig, ctx, findings)
-    check_seal(sig.seal, ctx, findings, at=moment)
-    findings.chain(ctx, sig.signer_cert, at=moment, role="signer")
+    proven = source == TIMESTAMPED
+    check_seal(sig.seal, ctx, findings, at=moment, proven=proven)
+    findings.chain(ctx, sig.signer_cert, at=moment, role="signer", proven=proven)
     hash_used = _check_data_hash(sig, original, findings)
 
     details: dict[str, Any] = {
@@ -340,6 +341,9 @@ def _verify(der: bytes, ctx: VerifyContext, original: bytes | None, format: str)
     return findings.conclude(format, details)
 
 
+TIMESTAMPED = "timestamp genTime"
+
+
 def _signing_time(
     sig: ParsedSesSignature, ctx: VerifyContext, findings: Findings
 ) -> tuple[datetime, str]:
@@ -350,7 +354,7 @@ def _signing_time(
         info, found = ctx.verify_timestamp(sig.timestamp, data=sig.signature)
         findings.record(found, "TIMESTAMP_INVALID" if found["result"] == "failed" else None)
         if info is not None:
-            return info.gen_time.astimezone(UTC), "timestamp genTime"
+            return info.gen_time.astimezone(UTC), TIMESTAMPED
     if sig.time_info is not None:
         return sig.time_info, "timeInfo (stated by the signer)"
     return ctx.now(), "verification time (timeInfo is not a readable time)"

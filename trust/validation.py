@@ -541,9 +541,11 @@ class TrustStore:
         ocsps: list[ocsp.OCSPResponse],
         moment: datetime | None,
         revocation: RevocationMode,
+        retroactive: bool = False,
     ) -> ValidationContext:
         registry = CertificateRegistry.build((*self._intermediates, *intermediates))
         return ValidationContext(
+            retroactive_revinfo=retroactive,
             trust_manager=self._manager,
             certificate_registry=registry,
             crls=crls,
@@ -571,6 +573,7 @@ async def avalidate_chain(
     revocation: RevocationMode = "require",
     key_usage: set[str] | None = None,
     extended_key_usage: set[str] | None = None,
+    retroactive_revocation: bool = False,
 ) -> ValidationReport:
     """Validate ``cert`` up to a trusted root at ``at`` (default: now); see :func:`validate_chain`.
 
@@ -597,6 +600,7 @@ async def avalidate_chain(
                 key_usage=key_usage,
                 extended_key_usage=extended_key_usage,
                 checks=checks,
+                retroactive=retroactive_revocation,
             )
         except Exception as exc:
             log.exception("path validation failed unexpectedly")
@@ -648,6 +652,7 @@ async def _validate_path(
     key_usage: set[str] | None,
     extended_key_usage: set[str] | None,
     checks: list[Check],
+    retroactive: bool = False,
 ) -> ValidationReport:
     try:
         store = trust_roots if isinstance(trust_roots, TrustStore) else TrustStore(trust_roots)
@@ -673,6 +678,7 @@ async def _validate_path(
             ocsps=ocsp_list,
             moment=moment if fixed_moment else None,
             revocation=revocation,
+            retroactive=retroactive,
         )
         validator = CertificateValidator(leaf, validation_context=context)
         try:
@@ -718,6 +724,7 @@ def validate_chain(
     revocation: RevocationMode = "require",
     key_usage: set[str] | None = None,
     extended_key_usage: set[str] | None = None,
+    retroactive_revocation: bool = False,
 ) -> ValidationReport:
     """Validate ``cert`` up to a trusted root and report PASSED, FAILED or INDETERMINATE.
 
@@ -725,8 +732,11 @@ def validate_chain(
     (DER, PEM for CRLs, or asn1crypto objects) are the only revocation data used; ``revocation``
     says how much of it is needed (default ``require``: every certificate below the root).
     ``key_usage`` / ``extended_key_usage`` name what the leaf must allow (asn1crypto names, e.g.
-    ``{"digital_signature"}``, ``{"time_stamping"}``). Raises only for misuse of the API (an
-    unknown revocation mode, a naive ``at``); a bad document yields a report.
+    ``{"digital_signature"}``, ``{"time_stamping"}``). ``retroactive_revocation`` accepts CRLs
+    and OCSP answers issued after ``at``: right for a past moment a trusted timestamp proves (a
+    later "not revoked" covers it), wrong for a moment only the signer claims (a revoked key
+    could backdate). Raises only for misuse of the API (an unknown revocation mode, a naive
+    ``at``); a bad document yields a report.
 
     Works from plain threads and from inside a running event loop (there it runs on a worker
     thread and blocks the caller until done; async code should ``await avalidate_chain``).
@@ -742,6 +752,7 @@ def validate_chain(
             revocation=revocation,
             key_usage=key_usage,
             extended_key_usage=extended_key_usage,
+            retroactive_revocation=retroactive_revocation,
         )
     )
 
