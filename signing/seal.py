@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from asn1crypto import algos, core, x509
+from asn1crypto import algos, core, keys, x509
 
 from signing import ses_asn1 as asn
 from signing.context import Timestamper, VerifyContext
@@ -138,6 +138,7 @@ class ParsedSeal:
     signature: bytes = field(repr=False)
     timestamp: bytes | None = field(repr=False)
     header_version: int = 0  # as written: v1 seals say 1 (ofdrw) or 2 (some vendors)
+    der_sha256: bytes = field(default=b"", repr=False)  # the seal's identity for caches
     extensions: tuple[tuple[str, bool, bytes], ...] = ()  # (extnID, critical, extnValue)
 
     def signer_match(self, signer_cert: x509.Certificate) -> str | None:
@@ -253,6 +254,18 @@ def load_cert(data: bytes, what: str) -> x509.Certificate:
     return x509.Certificate.load(bytes(data))
 
 
+def public_key_of(cert: x509.Certificate) -> keys.PublicKeyInfo:
+    """The certificate's public key, parsed once per certificate (shared: read, never change)."""
+    return _public_key(bytes(cert.dump()))
+
+
+@functools.lru_cache(maxsize=1024)
+def _public_key(der: bytes) -> keys.PublicKeyInfo:
+    public: keys.PublicKeyInfo = x509.Certificate.load(der).public_key
+    key_type_of(public)  # parses what verification reads, before any thread shares it
+    return public
+
+
 def subject_text(cert: x509.Certificate) -> str:
     """The subject as people read it (for reports); remembered per certificate."""
     return _subject_text(bytes(cert.dump()))
@@ -269,8 +282,11 @@ def _check_certificate_der(data: bytes, what: str) -> None:
     parse_der(x509.Certificate, data, what)  # raises (and caches nothing) when malformed
 
 
+@functools.lru_cache(maxsize=64)
 def signature_algorithm(oid: str) -> SignatureAlgorithm:
-    """The registry entry for a bare signature OID (seals carry no AlgorithmIdentifier)."""
+    """The registry entry for a bare signature OID (seals carry no AlgorithmIdentifier).
+
+    Remembered per OID (a handful exist); unknown ones raise and are not remembered."""
     return from_identifier(algos.SignedDigestAlgorithm({"algorithm": oid}))
 
 
@@ -306,7 +322,7 @@ def check_seal_signature(seal: ParsedSeal) -> SignatureAlgorithm:
     byte for byte, and its verification is a full SM2 or RSA check. Only successes are kept,
     keyed by the SHA-256 of the whole seal (so any changed byte is a different seal).
     """
-    digest = hashlib.sha256(seal.der).digest()
+    digest = seal.der_sha256 or hashlib.sha256(seal.der).digest()
     with _VERIFIED_SEALS_LOCK:
         known = _VERIFIED_SEALS.get(digest)
         if known is not None:
@@ -438,6 +454,7 @@ def _parse_seal(data: bytes) -> ParsedSeal:
             for e in asn.ext_datas(info["ext_datas"], "seal extDatas")
         )
     return ParsedSeal(
+        der_sha256=hashlib.sha256(data).digest(),
         version=version,
         der=data,
         es_id=str(info["es_id"].native),
@@ -732,7 +749,7 @@ def seal_details(seal: ParsedSeal) -> dict[str, Any]:
         "seal_standard": GENERATIONS[seal.version],
         "seal_type": seal.seal_type,
         "vendor_id": seal.vendor_id,
-        "seal_maker": subject_text(seal.maker_cert),
+        "seal_maker": _subject_text(seal.maker_cert_der),
         "seal_created": seal.created.isoformat(),
         "seal_valid_from": seal.valid_from.isoformat(),
         "seal_valid_to": seal.valid_to.isoformat(),

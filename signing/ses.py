@@ -38,13 +38,14 @@ from signing.seal import (
     load_cert,
     malformed,
     parse_seal,
+    public_key_of,
     seal_details,
     signature_algorithm,
     subject_text,
     utc_arg,
     verify_span,
 )
-from trust.der import bit_string, generalized_time, integer, sequence
+from trust.der import Tlv, bit_string, generalized_time, integer, one_tlv, sequence, tlvs
 from trust.errors import (
     ForbiddenError,
     MalformedInputError,
@@ -170,6 +171,9 @@ def parse_ses_signature(der: bytes) -> ParsedSesSignature:
     """Read an SES_Signature of any generation; :class:`MalformedInputError` for bad input."""
     data = check_size(der, MAX_SIGNATURE_BYTES, "SES signature")
     with malformed("SES signature"):
+        fast = _parse_v4_fast(data)
+        if fast is not None:
+            return fast
         elements = len(asn.Elements.load(data, strict=True))
         if elements == 2:
             return _parse_v1(data)
@@ -181,8 +185,12 @@ def parse_ses_signature(der: bytes) -> ParsedSesSignature:
 
 
 def _embedded_seal(value: core.Any, generations: tuple[int, ...], layout: str) -> ParsedSeal:
+    return _embedded_seal_der(asn.raw(value), generations, layout)
+
+
+def _embedded_seal_der(der: bytes, generations: tuple[int, ...], layout: str) -> ParsedSeal:
     try:
-        seal = parse_seal(asn.raw(value))
+        seal = parse_seal(der)
     except MalformedInputError as exc:
         raise MalformedInputError(f"the embedded seal: {exc.message}") from exc
     if seal.version not in generations:
@@ -190,6 +198,78 @@ def _embedded_seal(value: core.Any, generations: tuple[int, ...], layout: str) -
             f"a {layout} SES_Signature embeds a v{seal.version} ({GENERATIONS[seal.version]}) seal"
         )
     return seal
+
+
+_SEQUENCE, _INTEGER, _BIT_STRING, _OCTET_STRING, _OID, _IA5, _GENERALIZED_TIME = (
+    16, 2, 3, 4, 6, 22, 24,
+)  # fmt: skip
+
+
+def _parse_v4_fast(data: bytes) -> ParsedSesSignature | None:
+    """The usual v4/v5 shape read by walking its TLVs, or None for anything else.
+
+    Verification reads thousands of signatures; asn1crypto builds an object per value. Only
+    the exact shape GB/T 38540 writes (and we write) is taken here; any variant (a [0]
+    extDatas, an OCTET STRING dataHash, an IMPLICIT timestamp, extra elements) returns None and
+    goes through :func:`_parse_v4`, which reads every tolerated form and names what is wrong.
+    """
+    outer = one_tlv(data, "SES signature")
+    parts = tlvs(outer.contents, "SES signature", limit=6)
+    if not _shape(outer, _SEQUENCE, True) or len(parts) not in (4, 5):
+        return None
+    tbs, cert, alg, value = parts[:4]
+    fields = tlvs(tbs.contents, "TBS_Sign", limit=7)
+    kinds = (
+        (tbs, _SEQUENCE, True),
+        (cert, _OCTET_STRING, False),
+        (alg, _OID, False),
+        (value, _BIT_STRING, False),
+    )
+    if len(fields) != 5 or not all(_shape(t, tag, c) for t, tag, c in kinds):
+        return None
+    version, eseal, time_info, data_hash, property_info = fields
+    expected = (
+        (version, _INTEGER, False),
+        (eseal, _SEQUENCE, True),
+        (time_info, _GENERALIZED_TIME, False),
+        (data_hash, _BIT_STRING, False),
+        (property_info, _IA5, False),
+    )
+    if not all(_shape(t, tag, c) for t, tag, c in expected) or not property_info.contents.isascii():
+        return None
+    stamp: bytes | None = None
+    if len(parts) == 5:
+        tagged = parts[4]
+        if (tagged.cls, tagged.constructed, tagged.tag) != (2, True, 0):
+            return None
+        inner = one_tlv(tagged.contents, "timeStamp")
+        if not _shape(inner, _BIT_STRING, False):
+            return None
+        stamp = asn.bit_string_octets(inner.contents, "timeStamp")
+    seal = _embedded_seal_der(eseal.encoded, (4, 5), "GB/T 38540 (v4/v5)")
+    number = int.from_bytes(version.contents, "big", signed=True)
+    if number != seal.version:
+        raise MalformedInputError(
+            f"TBS_Sign says version {number}, but the embedded seal is version {seal.version}"
+        )
+    return ParsedSesSignature(
+        version=seal.version,
+        der=data,
+        tbs_bytes=tbs.encoded,
+        seal=seal,
+        time_info=aware(core.GeneralizedTime.load(time_info.encoded, strict=True).native),
+        data_hash=asn.bit_string_octets(data_hash.contents, "dataHash"),
+        property_info=property_info.contents.decode("ascii"),
+        signer_cert=load_cert(cert.contents, "signer certificate"),
+        algorithm_oid=core.ObjectIdentifier.load(alg.encoded, strict=True).dotted,
+        signature=asn.bit_string_octets(value.contents, "signature"),
+        timestamp=stamp,
+    )
+
+
+def _shape(item: Tlv, tag: int, constructed: bool) -> bool:
+    """A universal value of this tag and form (definite length: our TLV walk checked that)."""
+    return (item.cls, item.tag, item.constructed) == (0, tag, constructed)
 
 
 def _parse_v1(data: bytes) -> ParsedSesSignature:
@@ -301,7 +381,7 @@ def _verify(der: bytes, ctx: VerifyContext, original: bytes | None, format: str)
         "ses.signature",
         "SIG_CRYPTO_FAILURE",
         lambda: verify_span(
-            sig.signer_cert.public_key,
+            public_key_of(sig.signer_cert),
             sig.algorithm_oid,
             sig.signature,
             sig.tbs_bytes,

@@ -819,3 +819,32 @@ def test_parsed_seal_repr_leaves_out_the_bulk(sm2_signing_pki: SigningPki) -> No
     text = repr(seal)
     assert "15010220260001" in text and "PNG" in text
     assert len(text) < 2000
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_fast_reading_agrees_with_the_full_one(signing_pki: SigningPki, version: int) -> None:
+    """The TLV walk used for the usual shape reads exactly what the asn1crypto reader reads."""
+    from dataclasses import asdict
+
+    from signing import ses as ses_module
+
+    pki = signing_pki
+    seal_der = (
+        seal_of(pki, version)
+        if version == 4
+        else make_seal(
+            spec(pki), pki.maker.key, pki.maker.cert, version=5, timestamper=pki.timestamper
+        )
+    )
+    der = sign_ses(
+        seal_der, pki.signer.key, pki.signer.cert, data_hash=data_hash(pki),
+        property_info=PROPERTY, signing_time=pki.now, timestamper=pki.timestamper,
+    )  # fmt: skip
+    fast = ses_module._parse_v4_fast(der)
+    full = ses_module._parse_v4(der)
+    assert fast is not None
+    assert fast.signer_cert.dump() == full.signer_cert.dump()
+    drop = {"signer_cert"}
+    assert {k: v for k, v in asdict(fast).items() if k not in drop} == {
+        k: v for k, v in asdict(full).items() if k not in drop
+    }

@@ -1148,7 +1148,7 @@ def test_the_tlv_walk_copies_each_value_once() -> None:
     here; a 1 MiB token of ``05 00`` pairs then took ~11 s to refuse.
     """
     data = _CountingBytes(core.OctetString(b"\x5a" * 1000).dump() * 60)
-    items = tsa_module._tlvs(data, "test")
+    items = tsa_module.tlvs(data, "test")
     assert len(items) == 60
     assert all(item.contents == b"\x5a" * 1000 for item in items)
     assert data.copied <= 3 * len(data), data.copied  # encoding and contents of each, once

@@ -8,6 +8,9 @@ and join the parts here; parsing stays with asn1crypto.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import NamedTuple
+
+from asn1crypto import parser
 
 from trust.errors import EtrustError, MalformedInputError
 
@@ -97,3 +100,61 @@ def children(
         out.append((tag, s, e))
         start = e
     return out
+
+
+# --- reading: TLVs with their exact bytes -----------------------------------------------
+
+
+class Tlv(NamedTuple):
+    cls: int
+    constructed: bool
+    tag: int
+    contents: bytes
+    encoded: bytes
+
+
+MAX_SIBLINGS = 64
+"""Most values :func:`tlvs` reads side by side: a token has 2 to 6 at each level and a few
+certificates. The cap also bounds the certificates the chain walk tries as issuers."""
+
+
+def tlv_at(data: bytes, end: int, pointer: int) -> tuple[Tlv, int]:
+    """The TLV at ``pointer`` and the offset after it; slices only that TLV's own bytes.
+
+    ``parser._parse`` is asn1crypto's offset-taking reader (private, but unchanged through the
+    1.x series): ``parser.parse`` takes a whole buffer, so walking with it copies the rest of
+    the buffer once per value, which is quadratic.
+    """
+    (cls, method, tag, _, contents, _), after = parser._parse(data, end, pointer)
+    return Tlv(cls, method == 1, tag, contents, data[pointer:after]), after
+
+
+def tlvs(data: bytes, what: str, *, limit: int = MAX_SIBLINGS) -> list[Tlv]:
+    """The TLVs laid end to end in ``data``, each with its exact bytes; at most ``limit``.
+
+    The parts that are hashed or signed (TSTInfo, signed attributes) are taken from the wire
+    this way: asn1crypto may re-encode a parsed value it considers changed, and a check over
+    re-encoded bytes would not be a check of what the TSA signed.
+    """
+    out: list[Tlv] = []
+    offset, end = 0, len(data)
+    try:
+        while offset < end:
+            if len(out) == limit:
+                raise MalformedInputError(f"{what}: more than {limit} values side by side")
+            item, offset = tlv_at(data, end, offset)
+            out.append(item)
+    except ValueError as exc:
+        raise MalformedInputError(f"{what}: malformed DER ({exc})") from exc
+    return out
+
+
+def one_tlv(data: bytes, what: str) -> Tlv:
+    """The single TLV that fills ``data`` (read without walking what may follow it)."""
+    try:
+        item, after = tlv_at(data, len(data), 0)
+    except ValueError as exc:
+        raise MalformedInputError(f"{what}: malformed DER ({exc})") from exc
+    if after != len(data):
+        raise MalformedInputError(f"{what}: {len(data) - after} bytes after the DER value")
+    return item

@@ -23,7 +23,7 @@ import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 from asn1crypto import algos, cms, core, parser, tsp, x509
 
@@ -42,7 +42,7 @@ from trust.algorithms import (
 )
 from trust.certificates import parse_der, random_serial, verify_issued_by
 from trust.clock import Clock, system_clock
-from trust.der import set_of, tlv
+from trust.der import one_tlv, set_of, tlv, tlvs
 from trust.errors import (
     BuilderError,
     ConfigurationError,
@@ -557,61 +557,6 @@ def build_request(
 # --- verification -------------------------------------------------------------------------
 
 
-class _Tlv(NamedTuple):
-    cls: int
-    constructed: bool
-    tag: int
-    contents: bytes
-    encoded: bytes
-
-
-_MAX_SIBLINGS = 64
-"""Most values :func:`_tlvs` reads side by side: a token has 2 to 6 at each level and a few
-certificates. The cap also bounds the certificates the chain walk tries as issuers."""
-
-
-def _tlv_at(data: bytes, end: int, pointer: int) -> tuple[_Tlv, int]:
-    """The TLV at ``pointer`` and the offset after it; slices only that TLV's own bytes.
-
-    ``parser._parse`` is asn1crypto's offset-taking reader (private, but unchanged through the
-    1.x series): ``parser.parse`` takes a whole buffer, so walking with it copies the rest of
-    the buffer once per value, which is quadratic.
-    """
-    (cls, method, tag, _, contents, _), after = parser._parse(data, end, pointer)
-    return _Tlv(cls, method == 1, tag, contents, data[pointer:after]), after
-
-
-def _tlvs(data: bytes, what: str, *, limit: int = _MAX_SIBLINGS) -> list[_Tlv]:
-    """The TLVs laid end to end in ``data``, each with its exact bytes; at most ``limit``.
-
-    The parts that are hashed or signed (TSTInfo, signed attributes) are taken from the wire
-    this way: asn1crypto may re-encode a parsed value it considers changed, and a check over
-    re-encoded bytes would not be a check of what the TSA signed.
-    """
-    out: list[_Tlv] = []
-    offset, end = 0, len(data)
-    try:
-        while offset < end:
-            if len(out) == limit:
-                raise MalformedInputError(f"{what}: more than {limit} values side by side")
-            item, offset = _tlv_at(data, end, offset)
-            out.append(item)
-    except ValueError as exc:
-        raise MalformedInputError(f"{what}: malformed DER ({exc})") from exc
-    return out
-
-
-def _one(data: bytes, what: str) -> _Tlv:
-    """The single TLV that fills ``data`` (read without walking what may follow it)."""
-    try:
-        item, after = _tlv_at(data, len(data), 0)
-    except ValueError as exc:
-        raise MalformedInputError(f"{what}: malformed DER ({exc})") from exc
-    if after != len(data):
-        raise MalformedInputError(f"{what}: {len(data) - after} bytes after the DER value")
-    return item
-
-
 _MAX_TLVS = 10_000
 """Most values a token may hold in all, counted before asn1crypto parses any of it: ours hold
 about 260 with two certificates. asn1crypto spends microseconds per value, so without a cap a
@@ -716,8 +661,8 @@ def token_der(der: bytes) -> bytes:
         raise InputTooLargeError(f"time-stamp token larger than {MAX_TOKEN} bytes")
     der = bytes(der)
     count_values(der, "time-stamp token")
-    outer = _one(der, "time-stamp token")
-    parts = _tlvs(outer.contents, "time-stamp token")
+    outer = one_tlv(der, "time-stamp token")
+    parts = tlvs(outer.contents, "time-stamp token")
     if parts and (parts[0].cls, parts[0].tag) == (0, 6):  # OBJECT IDENTIFIER: a bare token
         return outer.encoded
     if not parts or len(parts) > 2:
@@ -745,7 +690,7 @@ class _TokenParts:
 def _token_parts(token_der: bytes) -> _TokenParts:
     """Split a token into its signed pieces (RFC 5652 §5, read as the bytes on the wire)."""
     what = "time-stamp token"
-    info = _tlvs(_one(token_der, what).contents, what)
+    info = tlvs(one_tlv(token_der, what).contents, what)
     if (
         len(info) != 2
         or (info[0].cls, info[0].tag) != (0, 6)
@@ -755,18 +700,18 @@ def _token_parts(token_der: bytes) -> _TokenParts:
     content_type = parse_der(core.ObjectIdentifier, info[0].encoded, what).dotted
     if content_type not in (cms.ContentType.unmap("signed_data"), GM_SIGNED_DATA_OID):
         raise TimestampTokenError(f"a time-stamp token is SignedData, not {content_type}")
-    signed = _tlvs(_one(info[1].contents, what).contents, what)
+    signed = tlvs(one_tlv(info[1].contents, what).contents, what)
     if len(signed) < 4:
         raise MalformedInputError(f"{what}: SignedData is incomplete")
     encap, optional, signer_infos = signed[2], signed[3:-1], signed[-1]
 
-    encap_parts = _tlvs(encap.contents, what)
+    encap_parts = tlvs(encap.contents, what)
     if len(encap_parts) != 2 or (encap_parts[1].cls, encap_parts[1].tag) != (2, 0):
         raise TimestampTokenError("the token encapsulates no content")
     econtent_type = parse_der(core.ObjectIdentifier, encap_parts[0].encoded, what).dotted
     if econtent_type != cms.ContentType.unmap("tst_info"):
         raise TimestampTokenError(f"the token encapsulates {econtent_type}, not id-ct-TSTInfo")
-    econtent = _one(encap_parts[1].contents, what)
+    econtent = one_tlv(encap_parts[1].contents, what)
     if (econtent.cls, econtent.tag, econtent.constructed) == (0, 4, False):
         tst_info = econtent.contents
     elif (econtent.cls, econtent.tag) == (0, 16):  # PKCS#7 style: the TSTInfo itself
@@ -778,13 +723,13 @@ def _token_parts(token_der: bytes) -> _TokenParts:
         c.encoded
         for part in optional
         if (part.cls, part.tag) == (2, 0)
-        for c in _tlvs(part.contents, what)
+        for c in tlvs(part.contents, what)
         if (c.cls, c.tag) == (0, 16)  # certificates, not attribute or other certificates
     ]
-    infos = _tlvs(signer_infos.contents, what)
+    infos = tlvs(signer_infos.contents, what)
     if len(infos) != 1:
         raise TimestampTokenError("a time-stamp token carries exactly one signature")
-    attrs = [p for p in _tlvs(infos[0].contents, what) if (p.cls, p.tag) == (2, 0)]
+    attrs = [p for p in tlvs(infos[0].contents, what) if (p.cls, p.tag) == (2, 0)]
     if len(attrs) != 1:
         raise TimestampTokenError("a time-stamp token needs signed attributes")
     return _TokenParts(
