@@ -42,7 +42,7 @@ class VerifyContext:
 
     def validate_certificate(
         self,
-        cert: x509.Certificate,
+        cert: x509.Certificate | bytes,
         *,
         at: datetime,
         role: str,

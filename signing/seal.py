@@ -141,21 +141,21 @@ class ParsedSeal:
     der_sha256: bytes = field(default=b"", repr=False)  # the seal's identity for caches
     extensions: tuple[tuple[str, bool, bytes], ...] = ()  # (extnID, critical, extnValue)
 
-    def signer_match(self, signer_cert: x509.Certificate) -> str | None:
-        """How ``signer_cert`` is listed: "certificate", the digest that matched (e.g. "sm3",
-        "sm3-with-z"), or None when the seal does not allow it."""
-        cert_der = bytes(signer_cert.dump())
+    def signer_match(self, signer_cert: x509.Certificate | bytes) -> str | None:
+        """How ``signer_cert`` (or its DER) is listed: "certificate", the digest that matched
+        (e.g. "sm3", "sm3-with-z"), or None when the seal does not allow it."""
+        cert_der = signer_cert if isinstance(signer_cert, bytes) else bytes(signer_cert.dump())
         if self.cert_list_type == 1:
             listed = any(hmac.compare_digest(entry, cert_der) for entry in self.signer_certs)
             return "certificate" if listed else None
         names = _digest_hashes(self.digest_type or "")
         for entry in self.signer_certs:
-            matched = digest_match(entry, cert_der, names, signer_cert.public_key)
+            matched = digest_match(entry, cert_der, names, public_key_of(cert_der))
             if matched is not None:
                 return matched
         return None
 
-    def allows(self, signer_cert: x509.Certificate) -> bool:
+    def allows(self, signer_cert: x509.Certificate | bytes) -> bool:
         """Whether the seal lists ``signer_cert`` (type 1: bytes; type 2: plain, then Z digest)."""
         return self.signer_match(signer_cert) is not None
 
@@ -250,13 +250,19 @@ def load_cert(data: bytes, what: str) -> x509.Certificate:
     The full parse is the costly part (milliseconds for Chinese names) and the same maker and
     signer certificates come with every seal and signature, so only the check is remembered.
     """
-    _check_certificate_der(bytes(data), what)
-    return x509.Certificate.load(bytes(data))
+    return x509.Certificate.load(certificate_der(data, what))
 
 
-def public_key_of(cert: x509.Certificate) -> keys.PublicKeyInfo:
+def certificate_der(data: bytes, what: str) -> bytes:
+    """``data`` once it is known to parse fully as a certificate (MalformedInputError if not)."""
+    der = bytes(data)
+    _check_certificate_der(der, what)
+    return der
+
+
+def public_key_of(cert: x509.Certificate | bytes) -> keys.PublicKeyInfo:
     """The certificate's public key, parsed once per certificate (shared: read, never change)."""
-    return _public_key(bytes(cert.dump()))
+    return _public_key(cert if isinstance(cert, bytes) else bytes(cert.dump()))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -266,9 +272,9 @@ def _public_key(der: bytes) -> keys.PublicKeyInfo:
     return public
 
 
-def subject_text(cert: x509.Certificate) -> str:
+def subject_text(cert: x509.Certificate | bytes) -> str:
     """The subject as people read it (for reports); remembered per certificate."""
-    return _subject_text(bytes(cert.dump()))
+    return _subject_text(cert if isinstance(cert, bytes) else bytes(cert.dump()))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -671,7 +677,7 @@ class Findings:
     def chain(
         self,
         ctx: VerifyContext,
-        cert: x509.Certificate,
+        cert: x509.Certificate | bytes,
         *,
         at: datetime,
         role: str,
@@ -691,7 +697,8 @@ class Findings:
 
 
 def _stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    """``2026-11-27 08:00:00Z`` (isoformat: several times cheaper than strftime)."""
+    return moment.astimezone(UTC).replace(tzinfo=None, microsecond=0).isoformat(" ") + "Z"
 
 
 def check_seal(
@@ -737,7 +744,7 @@ def check_seal(
             f"the seal is {period}, not at {_stamp(at)}",
             "SEAL_EXPIRED",
         )
-    findings.chain(ctx, seal.maker_cert, at=maker_at, role="seal.maker", proven=maker_proven)
+    findings.chain(ctx, seal.maker_cert_der, at=maker_at, role="seal.maker", proven=maker_proven)
 
 
 def seal_details(seal: ParsedSeal) -> dict[str, Any]:

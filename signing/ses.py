@@ -28,6 +28,7 @@ from signing.seal import (
     Findings,
     ParsedSeal,
     aware,
+    certificate_der,
     check_cert_period,
     check_key_pair,
     check_seal,
@@ -35,7 +36,6 @@ from signing.seal import (
     check_size,
     data_hash_name,
     digest_match,
-    load_cert,
     malformed,
     parse_seal,
     public_key_of,
@@ -81,10 +81,15 @@ class ParsedSesSignature:
     time_info: datetime | None  # None when v1 timeInfo bytes are not a time we can read
     data_hash: bytes
     property_info: str
-    signer_cert: x509.Certificate = field(repr=False)
+    signer_cert_der: bytes = field(repr=False)
     algorithm_oid: str
     signature: bytes = field(repr=False)
     timestamp: bytes | None = field(repr=False)
+
+    @property
+    def signer_cert(self) -> x509.Certificate:
+        """The signer certificate, a fresh object each time (its DER is what is kept)."""
+        return x509.Certificate.load(self.signer_cert_der)
 
 
 # --- signing ---------------------------------------------------------------------------------
@@ -257,14 +262,35 @@ def _parse_v4_fast(data: bytes) -> ParsedSesSignature | None:
         der=data,
         tbs_bytes=tbs.encoded,
         seal=seal,
-        time_info=aware(core.GeneralizedTime.load(time_info.encoded, strict=True).native),
+        time_info=_generalized_time(time_info),
         data_hash=asn.bit_string_octets(data_hash.contents, "dataHash"),
         property_info=property_info.contents.decode("ascii"),
-        signer_cert=load_cert(cert.contents, "signer certificate"),
-        algorithm_oid=core.ObjectIdentifier.load(alg.encoded, strict=True).dotted,
+        signer_cert_der=certificate_der(cert.contents, "signer certificate"),
+        algorithm_oid=_dotted(alg.encoded),
         signature=asn.bit_string_octets(value.contents, "signature"),
         timestamp=stamp,
     )
+
+
+def _generalized_time(item: Tlv) -> datetime:
+    """``YYYYMMDDHHMMSSZ`` read directly (what GB/T 38540 signatures carry); other forms of
+    GeneralizedTime through asn1crypto."""
+    text = item.contents
+    if len(text) == 15 and text.endswith(b"Z") and text[:14].isdigit():
+        try:
+            return datetime(
+                int(text[0:4]), int(text[4:6]), int(text[6:8]),
+                int(text[8:10]), int(text[10:12]), int(text[12:14]), tzinfo=UTC,
+            )  # fmt: skip
+        except ValueError as exc:
+            raise MalformedInputError(f"timeInfo: not a valid time ({exc})") from exc
+    return aware(core.GeneralizedTime.load(item.encoded, strict=True).native)
+
+
+@functools.lru_cache(maxsize=64)
+def _dotted(encoded: bytes) -> str:
+    """An OBJECT IDENTIFIER's dotted form, remembered (signatures carry a handful of OIDs)."""
+    return str(core.ObjectIdentifier.load(encoded, strict=True).dotted)
 
 
 def _shape(item: Tlv, tag: int, constructed: bool) -> bool:
@@ -285,7 +311,7 @@ def _parse_v1(data: bytes) -> ParsedSesSignature:
         time_info=_v1_time(asn.octets(tbs["time_info"], "timeInfo")),
         data_hash=asn.octets(tbs["data_hash"], "dataHash"),
         property_info=str(tbs["property_info"].native),
-        signer_cert=load_cert(bytes(tbs["cert"].native), "signer certificate"),
+        signer_cert_der=certificate_der(bytes(tbs["cert"].native), "signer certificate"),
         algorithm_oid=tbs["signature_algorithm"].dotted,
         signature=asn.bit_string_octets(parsed["signature"].contents, "signature"),
         timestamp=None,
@@ -313,7 +339,7 @@ def _parse_v4(data: bytes) -> ParsedSesSignature:
         time_info=aware(tbs["time_info"].native),
         data_hash=asn.octets(tbs["data_hash"], "dataHash"),
         property_info=str(tbs["property_info"].native),
-        signer_cert=load_cert(bytes(parsed["cert"].native), "signer certificate"),
+        signer_cert_der=certificate_der(bytes(parsed["cert"].native), "signer certificate"),
         algorithm_oid=parsed["signature_alg_id"].dotted,
         signature=asn.bit_string_octets(parsed["signature"].contents, "signature"),
         timestamp=None
@@ -381,14 +407,14 @@ def _verify(der: bytes, ctx: VerifyContext, original: bytes | None, format: str)
         "ses.signature",
         "SIG_CRYPTO_FAILURE",
         lambda: verify_span(
-            public_key_of(sig.signer_cert),
+            public_key_of(sig.signer_cert_der),
             sig.algorithm_oid,
             sig.signature,
             sig.tbs_bytes,
             raw_rs=sig.version == 1,
         ),
     )
-    match = sig.seal.signer_match(sig.signer_cert)
+    match = sig.seal.signer_match(sig.signer_cert_der)
     if match is None:
         findings.add(
             "ses.signer_in_seal",
@@ -402,13 +428,13 @@ def _verify(der: bytes, ctx: VerifyContext, original: bytes | None, format: str)
     moment, source = _signing_time(sig, ctx, findings)
     proven = source == TIMESTAMPED
     check_seal(sig.seal, ctx, findings, at=moment, proven=proven)
-    findings.chain(ctx, sig.signer_cert, at=moment, role="signer", proven=proven)
+    findings.chain(ctx, sig.signer_cert_der, at=moment, role="signer", proven=proven)
     hash_used = _check_data_hash(sig, original, findings)
 
     details: dict[str, Any] = {
         **seal_details(sig.seal),
         "ses_version": sig.version,
-        "signer": subject_text(sig.signer_cert),
+        "signer": subject_text(sig.signer_cert_der),
         "signing_time": moment.isoformat(),
         "signing_time_source": source,
         "property_info": sig.property_info,
@@ -452,7 +478,7 @@ def _check_data_hash(
         names: tuple[str, ...] = (signature_algorithm(sig.algorithm_oid).hash_name,)
     except UnsupportedAlgorithmError:
         names = ("sm3", "sha256")
-    matched = digest_match(sig.data_hash, original, names, sig.signer_cert.public_key)
+    matched = digest_match(sig.data_hash, original, names, public_key_of(sig.signer_cert_der))
     if matched is None:
         findings.add(
             "ses.data_hash",
