@@ -65,18 +65,19 @@ def sign_case_outcome(
 ) -> SignedOutcomeRecord:
     """Sign ``outcome`` with seal ``seal_id`` and keep it; ``department`` (an API client's)
     must own the seal when given."""
+    from signing.jcs import canonicalize
     from signing.outcome import sign_outcome
 
     if case_ref is not None and not 1 <= len(case_ref) <= 128:
         raise MalformedInputError("case_ref is 1-128 characters")
+    if len(canonicalize(outcome)) > MAX_OUTCOME_BYTES:  # before any key is used
+        raise InputTooLargeError(f"an outcome is at most {MAX_OUTCOME_BYTES} bytes of JSON")
     signer = seal_signer(rt, seal_id)
     if department is not None and signer.seal.department != department:
         raise ForbiddenError(f"seal {seal_id} belongs to another department")
     signed = sign_outcome(
         outcome, signer.key, signer.certificate, chain=signer.chain, timestamper=signer.timestamper
     )
-    if len(signed.canonical) > MAX_OUTCOME_BYTES:
-        raise InputTooLargeError(f"an outcome is at most {MAX_OUTCOME_BYTES} bytes of JSON")
     record = SignedOutcomeRecord(
         secrets.token_hex(16),
         seal_id,

@@ -100,6 +100,7 @@ def test_bad_requests(home: Path, client: TestClient) -> None:
         ({"seal": seal_id, "outcome": "not an object"}, 422),
         ({"seal": seal_id, "outcome": {"amount": 2**60}}, 400),  # beyond I-JSON
         ({"seal": seal_id}, 422),
+        ({"seal": seal_id, "outcome": {"text": "决" * 100_000}}, 413),  # 300 kB of JSON
     ):
         resp = client.post("/api/v1/outcomes", json=body, headers=admin)
         assert resp.status_code == status, (body, resp.text)
