@@ -861,6 +861,13 @@ async def _verify_signature(
         has_timestamp = ts_reason == "OK"
         if ts_reason != "OK":
             sub.append((ts_reason, ts_check["detail"]))
+        elif signer_reason in _PAST_VALIDATION_REASONS:
+            past_reason, past_check = await _chain_at_timestamp(
+                status.signing_cert, tst.timestamp, ctx, dss, signer_pool
+            )
+            if past_reason == "OK":  # the timestamp proves it was signed while valid
+                checks[checks.index(chain_check)] = past_check
+                sub = [item for item in sub if item != (signer_reason, chain_check["detail"])]
 
     level = _level(emb, status, dss, has_timestamp, doc_timestamps)
     details["level"] = level
@@ -930,6 +937,40 @@ _MODIFICATIONS = {
     ModificationLevel.FORM_FILLING: "form filling and further signatures",
     ModificationLevel.ANNOTATIONS: "annotations",
 }
+
+
+_PAST_VALIDATION_REASONS = ("EXPIRED", "REVOCATION_UNKNOWN")
+"""Chain verdicts at the verification time that a trusted timestamp may overturn: a certificate
+expired since, or revocation data newer than the signature."""
+
+
+async def _chain_at_timestamp(
+    cert: x509.Certificate,
+    moment: datetime,
+    ctx: VerifyContext,
+    dss: _Dss,
+    pool: Sequence[x509.Certificate],
+) -> tuple[str, Check]:
+    """The signer's chain at the timestamp's time, with revocation data published since
+    (a verified timestamp proves the moment; see trust.validation.validate_chain)."""
+    assert ctx.trust is not None
+    ours = await avalidate_chain(
+        cert,
+        trust_roots=ctx.trust,
+        intermediates=[*pool, *dss.certs],
+        crls=[*ctx.crls, *dss.crls],
+        ocsp_responses=[*ctx.ocsp_responses, *dss.ocsps],
+        at=moment,
+        revocation=ctx.revocation,
+        retroactive_revocation=True,
+    )
+    detail = f"valid at the timestamp's time {moment.isoformat()} (past validation)"
+    result: Literal["passed", "failed", "indeterminate"] = (
+        "passed" if ours.passed else "failed" if ours.verdict == "FAILED" else "indeterminate"
+    )
+    return chain_reason(ours), check(
+        "signer.chain", result, detail if ours.passed else ours.message
+    )
 
 
 async def _chain(

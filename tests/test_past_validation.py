@@ -98,3 +98,30 @@ def test_revoked_before_the_timestamp_still_fails(signing_pki: SigningPki) -> No
     )  # fmt: skip
     report = verify_detached(signature, DATA, _later_context(pki))
     assert (report.verdict, report.reason) == ("FAILED", "REVOKED")
+
+
+def test_pdf_signer_expired_since_the_timestamp(signing_pki: SigningPki) -> None:
+    """A PAdES B-T signature whose signer certificate has expired since is judged at the
+    timestamp's time; without a timestamp the expiry stands."""
+    from signing.pdf import blank_pdf, sign_pdf
+    from signing.pdf import verify_pdf as verify
+    from trust.certificates import make_name
+
+    pki = signing_pki
+    issuing = dataclasses.replace(pki.h.issuing, clock=lambda: pki.now - timedelta(minutes=30))
+    key = pki.h.keystore.generate(f"short-lived-{pki.kind}", "sm2" if pki.kind == "sm2" else
+                                  "rsa-2048" if pki.kind == "rsa" else "ec-p256")  # fmt: skip
+    cert = issuing.issue(
+        key.public_key_info,
+        make_name({"C": "CN", "O": "示范盟", "CN": "一小时证书"}),
+        "seal-signer",
+        validity=timedelta(hours=1),
+    )
+    pdf = blank_pdf(["决定书"])
+    stamped = sign_pdf(pdf, key, cert, chain=pki.chain, level="B-T", timestamper=pki.timestamper)
+    bare = sign_pdf(pdf, key, cert, chain=pki.chain, level="B-B")
+    later = _later_context(pki, hours=3)
+    report = verify(stamped, later)
+    assert (report.verdict, report.reason) == ("PASSED", "OK"), report.to_dict()
+    assert any("past validation" in c["detail"] for c in report.all_checks())
+    assert verify(bare, later).reason == "EXPIRED"
