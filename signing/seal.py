@@ -12,6 +12,7 @@ change. SM2 uses the default distinguishing ID (standards.md §1.4).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -268,7 +269,10 @@ def public_key_of(cert: x509.Certificate | bytes) -> keys.PublicKeyInfo:
 @functools.lru_cache(maxsize=1024)
 def _public_key(der: bytes) -> keys.PublicKeyInfo:
     public: keys.PublicKeyInfo = x509.Certificate.load(der).public_key
-    key_type_of(public)  # parses what verification reads, before any thread shares it
+    with contextlib.suppress(EtrustError, ValueError, TypeError):
+        # Parse what verification reads before any thread shares the object; an unsupported
+        # or broken key raises where it is used, with that check's own error.
+        key_type_of(public)
     return public
 
 
