@@ -14,6 +14,7 @@ from etrust.pki_routes import ServicesDep
 from etrust.seals import SealStore
 from etrust.services import Services
 from signing.context import VerifyContext
+from trust.errors import NotFoundError
 from trust.validation import TrustStore
 
 router = APIRouter(prefix="/api/v1", tags=["seals"])
@@ -46,8 +47,10 @@ def seals(client: ClientDep, services: ServicesDep) -> list[dict[str, Any]]:
 
 
 @router.get("/seals/{es_id}.esl", summary="A seal as a GB/T 38540 file")
-def seal_file(es_id: str, _client: ClientDep, services: ServicesDep) -> Response:
+def seal_file(es_id: str, client: ClientDep, services: ServicesDep) -> Response:
     seal = SealStore(services.runtime.sessions).get(es_id)
+    if client.role == "department" and seal.department != client.department:
+        raise NotFoundError(f"no seal with id {es_id!r}")  # as for one that does not exist
     return Response(
         seal.seal_der,
         media_type="application/octet-stream",

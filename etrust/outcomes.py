@@ -20,7 +20,7 @@ from etrust.audit import AuditEvent
 from etrust.db import transaction
 from etrust.models import SignedOutcomeRow
 from etrust.runtime import Runtime
-from etrust.seals import seal_signer
+from etrust.seals import SealStore, seal_signer
 from trust.errors import ForbiddenError, InputTooLargeError, MalformedInputError, NotFoundError
 
 MAX_OUTCOME_BYTES = 256 * 1024
@@ -72,9 +72,14 @@ def sign_case_outcome(
         raise MalformedInputError("case_ref is 1-128 characters")
     if len(canonicalize(outcome)) > MAX_OUTCOME_BYTES:  # before any key is used
         raise InputTooLargeError(f"an outcome is at most {MAX_OUTCOME_BYTES} bytes of JSON")
+    if department is not None:  # before anything tells whether the seal exists or works
+        try:
+            owner = SealStore(rt.sessions).get(seal_id).department
+        except NotFoundError:
+            owner = None
+        if owner != department:
+            raise ForbiddenError(f"seal {seal_id} is not one of this department's seals")
     signer = seal_signer(rt, seal_id)
-    if department is not None and signer.seal.department != department:
-        raise ForbiddenError(f"seal {seal_id} belongs to another department")
     signed = sign_outcome(
         outcome, signer.key, signer.certificate, chain=signer.chain, timestamper=signer.timestamper
     )

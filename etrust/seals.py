@@ -11,6 +11,7 @@ not sign.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import hashlib
 import re
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from etrust import security_ops
 from etrust.audit import AuditEvent
 from etrust.db import transaction
 from etrust.devices import key_on_device, stored_uri
-from etrust.models import SealRow
+from etrust.models import ManagedKeyRow, SealRow
 from etrust.runtime import Runtime
 from etrust.services import tsa_for
 from etrust.store import check_name
@@ -81,7 +82,14 @@ class SealRecord:
         }
 
 
-def _record(row: SealRow) -> SealRecord:
+KEY_STATE_TO_SEAL_STATUS = {"active": "active", "suspended": "suspended"}
+"""A seal's status from its key's lifecycle state; any other key state means revoked."""
+
+
+def _record(row: SealRow, key_state: str) -> SealRecord:
+    status = (
+        row.status if row.status != "active" else KEY_STATE_TO_SEAL_STATUS.get(key_state, "revoked")
+    )
     return SealRecord(
         row.es_id,
         row.department,
@@ -93,7 +101,7 @@ def _record(row: SealRow) -> SealRecord:
         row.valid_to,
         row.seal_der,
         row.key_name,
-        row.status,
+        status,
         row.created_by,
         row.created_at,
     )
@@ -107,25 +115,40 @@ class SealStore:
         self._clock = clock
 
     def get(self, es_id: str) -> SealRecord:
-        with transaction(self._sessions) as session:
-            row = session.scalar(select(SealRow).where(SealRow.es_id == es_id))
-            if row is None:
-                raise NotFoundError(f"no seal with id {es_id!r}")
-            return _record(row)
+        found = self._query(SealRow.es_id == es_id)
+        if not found:
+            raise NotFoundError(f"no seal with id {es_id!r}")
+        return found[0]
 
     def list(self, department: str | None = None) -> builtins.list[SealRecord]:
-        query = select(SealRow).order_by(SealRow.es_id)
-        if department is not None:
-            query = query.where(SealRow.department == department)
+        return self._query(SealRow.department == department if department is not None else None)
+
+    def _query(self, where: Any) -> builtins.list[SealRecord]:
+        """Seals with the status their key gives them: a seal is only as live as its key."""
+        query = (
+            select(SealRow, ManagedKeyRow.state)
+            .join(ManagedKeyRow, ManagedKeyRow.name == SealRow.key_name)
+            .order_by(SealRow.es_id)
+        )
+        if where is not None:
+            query = query.where(where)
         with transaction(self._sessions) as session:
-            return [_record(r) for r in session.scalars(query)]
+            return [_record(row, state) for row, state in session.execute(query)]
 
     def next_es_id(self, area_code: str) -> str:
         """The next seal code: the area code and an 8-digit serial (like the police seal code)."""
         with transaction(self._sessions) as session:
-            latest = session.scalar(
+            sealed = session.scalar(
                 select(func.max(SealRow.es_id)).where(SealRow.es_id.like(f"{area_code}%"))
             )
+            # A seal whose making failed part-way used its code for its key: never reuse one.
+            keyed = session.scalar(
+                select(func.max(ManagedKeyRow.name)).where(
+                    ManagedKeyRow.name.like(f"seal-{area_code}%")
+                )
+            )
+        codes = [sealed or "", (keyed or "").removeprefix("seal-")]
+        latest = max((c for c in codes if c[len(area_code) :].isdigit()), default=None)
         serial = int(latest[len(area_code) :]) + 1 if latest else 1
         return f"{area_code}{serial:08d}"
 
@@ -209,6 +232,8 @@ class SealRequest:
             "picture_sha256": picture,
             "key_uri": self.key_uri or "",
             "version": str(self.version),
+            "title": self.title,
+            "size_mm": f"{self.width_mm}x{self.height_mm}",
             "extra_signers_sha256": hashlib.sha256(b"".join(self.extra_signers)).hexdigest(),
         }
 
@@ -225,7 +250,7 @@ def make_department_seal(
     from signing.seal_picture import check_uploaded_picture, red_seal_png
 
     request = request.checked()
-    security_ops.approve_if_required(rt, "seal.make", request.name, request.params(), approval)
+    # Everything that can be refused is refused before an approval is spent on it.
     if request.picture_png is not None:
         kind, _, _ = check_uploaded_picture(request.picture_png)
         picture = SealPicture(kind, request.picture_png, request.width_mm, request.height_mm)
@@ -238,6 +263,7 @@ def make_department_seal(
     maker_identity = rt.identities.get(f"seal-maker-{request.alg}")
     if maker_identity is None:
         raise NotFoundError(f"no {request.alg} seal maker: run etrust init to create it")
+    security_ops.approve_if_required(rt, "seal.make", request.name, request.params(), approval)
     es_id = store.next_es_id(rt.settings.naming.area_code)
     key_name = f"seal-{es_id}"
     spec = SEAL_KEY_SPECS[request.alg]
@@ -258,10 +284,14 @@ def make_department_seal(
             "CN": f"{request.name}（电子印章）",
         }
     )
-    cert = issuing.issue(
-        key.public_key_info, subject, "seal-signer", validity=timedelta(days=request.valid_days)
-    )
+    cert: x509.Certificate | None = None
     try:
+        cert = issuing.issue(
+            key.public_key_info,
+            subject,
+            "seal-signer",
+            validity=timedelta(days=request.valid_days),
+        )
         rt.lifecycle.certify(key_name, cert, issuing.name, actor, f"seal-signer for {es_id}")
         valid_from = cert.not_valid_before
         valid_to = cert.not_valid_after
@@ -300,8 +330,12 @@ def make_department_seal(
         store.add(record)
         rt.lifecycle.transition(key_name, "active", actor, f"seal {es_id} made")
     except BaseException:
-        issuing.revoke(cert.serial_number, "cessation_of_operation")
-        rt.lifecycle.transition(key_name, "revoked", actor, "seal making failed part-way")
+        # Each undo step on its own: a failing one must not leave the key usable.
+        with contextlib.suppress(Exception):
+            rt.lifecycle.transition(key_name, "revoked", actor, "seal making failed part-way")
+        if cert is not None:
+            with contextlib.suppress(Exception):
+                issuing.revoke(cert.serial_number, "cessation_of_operation")
         raise
     rt.record(
         AuditEvent(

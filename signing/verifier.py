@@ -7,6 +7,7 @@ upload has whatever name the citizen's phone gave it.
 
 from __future__ import annotations
 
+import binascii
 import io
 import zipfile
 
@@ -30,8 +31,11 @@ def detect_format(data: bytes) -> str:
         return "pdf"
     if data[:4] == b"PK\x03\x04":
         return "ofd" if _zip_has(data, "OFD.xml") else "unknown"
-    if pem.detect(data):
-        kind, _, der = pem.unarmor(data)
+    if pem.detect(data):  # "-----BEGIN" anywhere: it may be prose that mentions PEM
+        try:
+            kind, _, der = pem.unarmor(data)
+        except (ValueError, binascii.Error):
+            return "unknown"
         return "cms" if kind in ("PKCS7", "CMS") and _is_cms(der) else "unknown"
     if data[:1] != b"\x30":
         return "unknown"
@@ -43,7 +47,7 @@ def detect_format(data: bytes) -> str:
     for name, parse in (("esl", parse_seal), ("ses", parse_ses_signature)):
         try:
             parse(data)
-        except EtrustError:
+        except (EtrustError, ValueError, TypeError):
             continue
         return name
     return "unknown"
@@ -98,13 +102,7 @@ def verify_document(
         if kind == "cms":
             from signing.cms import verify_detached
 
-            if content is None:
-                return report(
-                    "cms",
-                    "FORMAT_FAILURE",
-                    "a detached signature needs the file it signs (give it alongside)",
-                )
-            return verify_detached(data, content, ctx)
+            return verify_detached(data, content, ctx)  # attached content, or says it is missing
     except EtrustError as exc:  # a format's own verifier should report; this is the backstop
         return report(kind, "FORMAT_FAILURE", f"{exc.code}: {exc.message}")
     return report(

@@ -245,3 +245,57 @@ def test_v5_seal_with_a_further_signer_and_a_long_term_pdf(
         if report.get("signatures")
         else report["details"]["level"] == "B-LT"
     )
+
+
+def test_a_seal_is_as_live_as_its_key(
+    home: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(
+        capsys, "--home", home, "seal", "create", "--department", "152500-wjw",
+        "--name", "示范盟卫生健康委员会", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    seal = json.loads(out)["id"]
+    assert run(capsys, "--home", home, "key", "suspend", f"seal-{seal}", "--reason", "休假")[0] == 0
+    status = {s["id"]: s["status"] for s in _seals(home, capsys)}
+    assert status[seal] == "suspended"
+    note = tmp_path / "note.txt"
+    note.write_text("-----BEGIN 不是证书\n", "utf-8")  # prose that mentions PEM
+    code, _, err = run(
+        capsys, "--home", home, "sign", str(note), "--seal", seal, "--out", str(tmp_path / "n.p7s")
+    )
+    assert code == 1 and "suspended" in err
+    assert (
+        run(capsys, "--home", home, "key", "activate", f"seal-{seal}", "--reason", "回岗")[0] == 0
+    )
+    code, _, err = run(
+        capsys, "--home", home, "sign", str(note), "--seal", seal, "--out", str(tmp_path / "n.p7s")
+    )
+    assert code == 0, err
+
+
+def test_a_failed_seal_making_does_not_block_the_next(
+    home: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signing.seal
+
+    def broken(*args: object, **kwargs: object) -> bytes:
+        raise OSError("the seal maker's device went away")
+
+    create = (
+        "--home",
+        home,
+        "seal",
+        "create",
+        "--department",
+        "152500-jyj",
+        "--name",
+        "示范盟教育局",
+    )
+    with monkeypatch.context() as patch:
+        patch.setattr(signing.seal, "make_seal", broken)
+        assert run(capsys, *create)[0] == 1
+    before = {s["id"] for s in _seals(home, capsys)}
+    code, out, err = run(capsys, *create, "--json")
+    assert code == 0, err
+    assert json.loads(out)["id"] not in before
