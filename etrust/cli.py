@@ -24,7 +24,7 @@ from asn1crypto import keys
 from etrust import ceremony, devices, seal_cli
 from etrust import security_ops as ops
 from etrust.audit import AuditEvent
-from etrust.cli_io import actor, read_file
+from etrust.cli_io import actor, print_result, read_file
 from etrust.pki import init_pki
 from etrust.runtime import Runtime, open_runtime
 from etrust.settings import load_settings
@@ -35,13 +35,6 @@ from trust.profiles import PROFILES
 from trust.repository import REVOCATION_REASONS
 
 Handler = Callable[[Runtime, argparse.Namespace], int]
-
-
-def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
-    if getattr(args, "json", False):
-        print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
-    else:
-        print(text)
 
 
 def _audit(
@@ -79,7 +72,7 @@ def _cmd_init(rt: Runtime, args: argparse.Namespace) -> int:
     if created:
         _audit(rt, "init", str(rt.settings.home), detail={"created": created})
     names = [r.name for r in rt.records.list()]
-    _print(
+    print_result(
         args,
         {"home": str(rt.settings.home), "created": created, "cas": names},
         f"home {rt.settings.home}: "
@@ -125,7 +118,7 @@ def _cmd_ca_list(rt: Runtime, args: argparse.Namespace) -> int:
     text = "\n".join(
         f"{r['name']:<12} {r['algorithm']:<18} {r['not_after'][:10]}  {r['subject']}" for r in rows
     )
-    _print(args, {"cas": rows}, text or "no CAs: run etrust init")
+    print_result(args, {"cas": rows}, text or "no CAs: run etrust init")
     return 0
 
 
@@ -150,7 +143,7 @@ def _cmd_cert_issue(rt: Runtime, args: argparse.Namespace) -> int:
     )
     _write_output(args.out, to_pem(cert))
     if args.out != "-":
-        _print(
+        print_result(
             args,
             {
                 "serial": format(cert.serial_number, "x"),
@@ -192,14 +185,16 @@ def _cmd_officer_add(rt: Runtime, args: argparse.Namespace) -> int:
             unarmor(read_file(args.public_key), "public key", ("PUBLIC KEY",))
         )
     ops.register_officer(rt, actor(), args.name, public, args.approval)
-    _print(args, {"officer": args.name}, f"security officer {args.name} registered")
+    print_result(args, {"officer": args.name}, f"security officer {args.name} registered")
     return 0
 
 
 def _cmd_officer_disable(rt: Runtime, args: argparse.Namespace) -> int:
     rt.dual_control.disable_officer(args.name)
     _audit(rt, "officer.disable", args.name, detail={"reason": args.reason})
-    _print(args, {"officer": args.name, "disabled": True}, f"security officer {args.name} disabled")
+    print_result(
+        args, {"officer": args.name, "disabled": True}, f"security officer {args.name} disabled"
+    )
     return 0
 
 
@@ -210,7 +205,7 @@ def _cmd_approval_request(rt: Runtime, args: argparse.Namespace) -> int:
     request = ops.request_approval(
         rt, actor(), args.operation, args.target, params, requester=args.officer
     )
-    _print(
+    print_result(
         args,
         {
             "id": request.id,
@@ -228,7 +223,7 @@ def _cmd_approval_sign(rt: Runtime, args: argparse.Namespace) -> int:
     count = rt.dual_control.approve(args.id, args.officer, key := rt.keys.find(args.key_uri))
     request = rt.dual_control.get(args.id)
     _audit(rt, "approval.sign", args.id, key_uri=key.key_uri, detail={"officer": args.officer})
-    _print(
+    print_result(
         args,
         {"id": args.id, "approvals": count, "required": request.required},
         f"approved {args.id} as {args.officer}: {count} of {request.required}",
@@ -242,7 +237,7 @@ def _cmd_cert_revoke(rt: Runtime, args: argparse.Namespace) -> int:
     ca = pki.ca(args.ca) if args.ca else pki.find_issuer_of_serial(serial)
     rev = ca.revoke(serial, args.reason)
     _audit(rt, "cert.revoke", f"{ca.name}/{serial:x}", detail={"reason": rev.reason})
-    _print(
+    print_result(
         args,
         {
             "serial": format(serial, "x"),
@@ -280,7 +275,7 @@ def _cmd_client_create(rt: Runtime, args: argparse.Namespace) -> int:
     _audit(
         rt, "client.create", args.name, detail={"role": args.role, "department": args.department}
     )
-    _print(
+    print_result(
         args,
         {"name": args.name, "role": args.role, "department": args.department, "token": token},
         f"API client {args.name} ({args.role}) created. Its token is shown once; keep it safe:\n{token}",
@@ -302,7 +297,7 @@ def _cmd_audit_verify(rt: Runtime, args: argparse.Namespace) -> int:
         if result.intact
         else f"audit log BROKEN at record {result.first_broken}: {result.reason}"
     )
-    _print(args, data, text)
+    print_result(args, data, text)
     return 0 if result.intact else 1
 
 
@@ -311,7 +306,7 @@ def _cmd_audit_checkpoint(rt: Runtime, args: argparse.Namespace) -> int:
     if args.out:
         Path(args.out).write_text(json.dumps(exported, indent=2), "utf-8")
     last = exported["last_id"]
-    _print(args, {"checkpoint_at_record": last}, f"signed checkpoint at record {last}")
+    print_result(args, {"checkpoint_at_record": last}, f"signed checkpoint at record {last}")
     return 0
 
 
@@ -325,7 +320,7 @@ def _cmd_audit_list(rt: Runtime, args: argparse.Namespace) -> int:
         f"{r.event.outcome:<8} {r.event.target or ''}"
         for r in records
     )
-    _print(args, {"records": rows}, text or "no records")
+    print_result(args, {"records": rows}, text or "no records")
     return 0
 
 
@@ -337,7 +332,7 @@ def _cmd_ceremony_run(rt: Runtime, args: argparse.Namespace) -> int:
     document = ops.run_ceremony(rt, actor(), text, args.approval)
     transcript = document["transcript"]
     out.write_text(json.dumps(document, ensure_ascii=False, indent=2), "utf-8")
-    _print(
+    print_result(
         args,
         {
             "outcome": transcript["outcome"],
@@ -355,7 +350,7 @@ def _cmd_ceremony_verify(rt: Runtime, args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise MalformedInputError(f"{args.transcript} is not JSON") from exc
     transcript = ceremony.verify_transcript(document, rt.audit_keys())
-    _print(
+    print_result(
         args,
         {"valid": True, "ceremony": transcript["ceremony"], "outcome": transcript["outcome"]},
         f"transcript of {transcript['ceremony']} verifies ({transcript['outcome']})",
@@ -380,7 +375,7 @@ def _cmd_key_list(rt: Runtime, args: argparse.Namespace) -> int:
         f"{r['name']:<24} {r['purpose']:<8} {r['type']:<8} {r['state']:<10} {r['key_uri']}"
         for r in rows
     )
-    _print(args, {"keys": rows}, text or "no managed keys")
+    print_result(args, {"keys": rows}, text or "no managed keys")
     return 0
 
 
@@ -396,7 +391,7 @@ def _cmd_key_change(rt: Runtime, args: argparse.Namespace) -> int:
         confirm=getattr(args, "confirm", None),
         approval=getattr(args, "approval", None),
     )
-    _print(args, {"name": key.name, "state": key.state}, f"key {key.name} is now {key.state}")
+    print_result(args, {"name": key.name, "state": key.state}, f"key {key.name} is now {key.state}")
     return 0
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import getpass
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 from trust.errors import MalformedInputError
 
@@ -36,3 +39,11 @@ def write_new(path: str, data: bytes) -> None:
         raise MalformedInputError(f"{path} exists; give a new file name") from None
     except OSError as exc:
         raise MalformedInputError(f"cannot write {path}: {exc.strerror}") from exc
+
+
+def print_result(args: argparse.Namespace, data: Any, text: str) -> None:
+    """``data`` as JSON with ``--json``, else ``text`` for people."""
+    if getattr(args, "json", False):
+        print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    else:
+        print(text)

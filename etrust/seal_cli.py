@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
-from etrust.cli_io import actor, read_file, write_new
+from etrust.cli_io import actor, print_result, read_file, write_new
 from etrust.runtime import Runtime
 from etrust.seals import MAX_VALID_DAYS, SEAL_TYPES, SealRequest, SealStore, make_department_seal
-
-
-def _print(args: argparse.Namespace, data: Any, text: str) -> None:
-    if args.json:
-        print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
-    else:
-        print(text)
 
 
 def cmd_seal_create(rt: Runtime, args: argparse.Namespace) -> int:
@@ -39,7 +31,7 @@ def cmd_seal_create(rt: Runtime, args: argparse.Namespace) -> int:
         ),
         args.approval,
     )
-    _print(
+    print_result(
         args,
         record.to_dict(),
         f"seal {record.es_id} ({record.name}, {record.alg}) made for {record.department}, "
@@ -61,14 +53,16 @@ def cmd_seal_list(rt: Runtime, args: argparse.Namespace) -> int:
         f"{s.valid_from:%Y-%m-%d}..{s.valid_to:%Y-%m-%d}"
         for s in seals
     )
-    _print(args, [s.to_dict() for s in seals], text or "no seals")
+    print_result(args, [s.to_dict() for s in seals], text or "no seals")
     return 0
 
 
 def cmd_seal_export(rt: Runtime, args: argparse.Namespace) -> int:
     seal = SealStore(rt.sessions).get(args.id)
     write_new(args.out, seal.seal_der)
-    _print(args, {"id": seal.es_id, "out": args.out}, f"seal {seal.es_id} written to {args.out}")
+    print_result(
+        args, {"id": seal.es_id, "out": args.out}, f"seal {seal.es_id} written to {args.out}"
+    )
     return 0
 
 
@@ -80,7 +74,7 @@ def cmd_sign(rt: Runtime, args: argparse.Namespace) -> int:
     kind, out = seal_file(rt, actor(), args.seal, data, pdf_level=args.pdf_level)
     write_new(args.out, out)
     what = {"ofd": "sealed OFD", "pdf": "sealed PDF", "cms": "detached signature"}[kind]
-    _print(
+    print_result(
         args,
         {"format": kind, "seal": args.seal, "out": args.out},
         f"{what} written to {args.out}",

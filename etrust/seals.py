@@ -33,7 +33,6 @@ from etrust.services import tsa_for
 from etrust.store import check_name
 from signing.context import LocalTimestamper
 from trust.certificates import load_certificate, make_name
-from trust.clock import Clock, system_clock
 from trust.errors import (
     ConflictError,
     ForbiddenError,
@@ -110,9 +109,8 @@ def _record(row: SealRow, key_state: str) -> SealRecord:
 class SealStore:
     """The seals table."""
 
-    def __init__(self, sessions: sessionmaker[Session], *, clock: Clock = system_clock) -> None:
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
-        self._clock = clock
 
     def get(self, es_id: str) -> SealRecord:
         found = self._query(SealRow.es_id == es_id)

@@ -13,7 +13,13 @@ from asn1crypto import x509
 
 from signing.report import chain_reason, check
 from trust.errors import EtrustError
-from trust.tsa import TimeStampAuthority, TimestampInfo, build_request, verify_token
+from trust.tsa import (
+    TimeStampAuthority,
+    TimestampInfo,
+    build_request,
+    token_der,
+    verify_token,
+)
 from trust.validation import Check, RevocationMode, TrustStore, ValidationReport, validate_chain
 
 
@@ -127,7 +133,5 @@ class LocalTimestamper:
 
     def timestamp_digest(self, digest: bytes, hash_name: str) -> bytes:
         """The token of a granted reply; a refusal raises TimestampRejectedError."""
-        from trust.tsa import token_der  # the token out of the reply: one parser for both
-
         reply = self.tsa.respond(build_request(digest=digest, hash_name=hash_name))
         return token_der(reply)
