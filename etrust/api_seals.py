@@ -12,10 +12,7 @@ from etrust.api import ClientDep, require_role
 from etrust.outcomes import get_outcome, sign_case_outcome
 from etrust.pki_routes import ServicesDep
 from etrust.seals import SealStore
-from etrust.services import Services
-from signing.context import VerifyContext
 from trust.errors import NotFoundError
-from trust.validation import TrustStore
 
 router = APIRouter(prefix="/api/v1", tags=["seals"])
 
@@ -26,18 +23,6 @@ class OutcomeIn(BaseModel):
     seal: str = Field(max_length=32, description="the seal (id from /api/v1/seals) that signs")
     outcome: dict[str, Any] = Field(description="the case outcome, any JSON object")
     case_ref: str | None = Field(None, max_length=128, description="the case's own reference")
-
-
-def verify_context(services: Services) -> VerifyContext:
-    """What the server trusts: its own roots, its issuing CAs and their current CRLs."""
-    cas = services.pki.cas
-    roots = [ca.certificate for name, ca in cas.items() if services.pki.parents.get(name) is None]
-    others = [ca.certificate for name, ca in cas.items() if services.pki.parents.get(name)]
-    return VerifyContext(
-        trust=TrustStore(roots, others),
-        crls=tuple(services.crl(name) for name in cas),
-        revocation="require",
-    )
 
 
 @router.get("/seals", summary="Seals (a department client sees its own)")
@@ -80,5 +65,5 @@ def outcome(outcome_id: str, services: ServicesDep) -> dict[str, Any]:
     from signing.outcome import verify_outcome
 
     record = get_outcome(services.runtime, outcome_id)
-    result = verify_outcome(record.canonical, record.signature, verify_context(services))
+    result = verify_outcome(record.canonical, record.signature, services.verify_context())
     return {**record.to_dict(services.runtime.settings.base_url), "verification": result.to_dict()}

@@ -258,6 +258,16 @@ class DualControl:
                 raise ApprovalError(f"request {request_id} was used already")
         return request
 
+    def release(self, request_id: str) -> None:
+        """Give back a request that :meth:`authorize` consumed when the operation then failed
+        before it changed anything, so the officers need not approve the same thing twice."""
+        with transaction(self._sessions, write=True) as session:
+            session.execute(
+                update(ApprovalRequestRow)
+                .where(ApprovalRequestRow.id == request_id, ApprovalRequestRow.status == "used")
+                .values(status="open")
+            )
+
     def _officer_key(self, officer: str) -> keys.PublicKeyInfo:
         with transaction(self._sessions) as session:
             row = session.scalar(

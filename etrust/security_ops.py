@@ -32,18 +32,19 @@ KEY_ACTIONS = {
 
 def approve_if_required(
     rt: Runtime, operation: str, target: str, params: dict[str, Any], approval: str | None
-) -> None:
-    """Spend approval request ``approval`` on this operation when dual control covers it."""
+) -> ApprovalRequest | None:
+    """Spend approval request ``approval`` on this operation when dual control covers it;
+    returns the spent request (None when no approval is needed)."""
     needed = rt.dual_control.required(operation)
     if needed == 0:
-        return
+        return None
     if approval is None:
         raise ApprovalRequiredError(
             f"{operation} needs {needed} approvals: etrust approval request {operation} {target} "
             + " ".join(f"--param {k}={v}" for k, v in params.items())
             + " --as OFFICER (or POST /api/v1/approvals), then pass the request id as approval"
         )
-    rt.dual_control.authorize(approval, operation, target, params)
+    return rt.dual_control.authorize(approval, operation, target, params)
 
 
 def officer_params(public: keys.PublicKeyInfo) -> dict[str, str]:
@@ -117,8 +118,15 @@ def change_key_state(
         current = life.get(name)
         if "destroyed" not in TRANSITIONS[current.state]:  # before an approval is spent
             raise KeyStateError(f"key {name} is {current.state}; rotate or revoke it first")
-        approve_if_required(rt, "key.destroy", name, {"key_uri": current.key_uri}, approval)
-        rt.keys.backend(KeyUri.parse(current.key_uri).scheme).destroy(current.key_uri)
+        spent = approve_if_required(
+            rt, "key.destroy", name, {"key_uri": current.key_uri}, approval
+        )
+        try:
+            rt.keys.backend(KeyUri.parse(current.key_uri).scheme).destroy(current.key_uri)
+        except Exception:
+            if spent is not None:  # the key is still there: the approval may be used again
+                rt.dual_control.release(spent.id)
+            raise
         key = life.transition(name, "destroyed", actor, reason)
     elif state in KEY_ACTIONS:
         key = life.transition(name, state, actor, reason)

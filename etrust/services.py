@@ -5,16 +5,19 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 
 from etrust.pki import RENEW_BEFORE, Pki
 from etrust.runtime import Runtime
 from etrust.store import ServiceIdentity
+from signing.context import VerifyContext
 from trust.certificates import load_certificate
 from trust.crl import CrlCache
 from trust.errors import CaNotFoundError, ConfigurationError
 from trust.keys import KeyHandle
 from trust.ocsp import DelegatedResponder, OcspResponder
 from trust.tsa import TimeStampAuthority
+from trust.validation import TrustStore
 
 log = logging.getLogger("etrust.services")
 
@@ -84,6 +87,25 @@ class Services:
         if cache is None:
             raise CaNotFoundError(f"no CA named {ca_name!r}")
         return cache.current()
+
+    @cached_property
+    def trust(self) -> TrustStore:
+        """Our roots and issuing CAs, parsed once: the CAs of a home do not change while it
+        serves (``etrust init`` adds CAs with the server stopped)."""
+        parents = self.pki.parents
+        return TrustStore(
+            [ca.certificate for name, ca in self.pki.cas.items() if parents.get(name) is None],
+            [ca.certificate for name, ca in self.pki.cas.items() if parents.get(name)],
+        )
+
+    def verify_context(self) -> VerifyContext:
+        """What the server trusts when it verifies a document: its own roots, its issuing CAs
+        and their current CRLs (revocation required: we publish them ourselves)."""
+        return VerifyContext(
+            trust=self.trust,
+            crls=tuple(self.crl(name) for name in self.pki.cas),
+            revocation="require",
+        )
 
     def tsa(self, kind: str) -> TimeStampAuthority:
         try:

@@ -17,7 +17,7 @@ from etrust.settings import load_settings
 from tests.officers import api_headers, officer_home
 from tests.test_ceremony import CEREMONY
 from trust.certificates import to_pem
-from trust.errors import KeyNotFoundError
+from trust.errors import DeviceUnavailableError, KeyNotFoundError
 
 POLICY = {"officer.add": 1, "key.destroy": 1, "ceremony.run": 1}
 
@@ -104,7 +104,7 @@ def test_registering_an_officer_needs_an_approval(
 
 
 def test_destroying_a_key_over_the_api(
-    home: Path, client: TestClient, officer: dict[str, str]
+    home: Path, client: TestClient, officer: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = "/api/v1/keys/old-seal/state"
     body = {"state": "destroyed", "reason": "retired seal"}
@@ -124,8 +124,20 @@ def test_destroying_a_key_over_the_api(
         officer,
         {"operation": "key.destroy", "target": "old-seal", "params": {"key_uri": key_uri}},
     )
+    # The device refuses (unplugged, say): the key stays, and so does the officers' approval.
+    backend = client.app.state.services.runtime.keys.backend("soft")  # type: ignore[attr-defined]
+
+    def unplugged(uri: str) -> None:
+        raise DeviceUnavailableError("the key store is out of reach")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(backend, "destroy", unplugged)
+        failed = client.post(url, json={**body, "approval": approval}, headers=officer)
+    assert failed.json()["code"] == "DEVICE_UNAVAILABLE", failed.text
     done = client.post(url, json={**body, "approval": approval}, headers=officer)
     assert done.status_code == 200 and done.json()["state"] == "destroyed", done.text
+    again = client.post(url, json={**body, "approval": approval}, headers=officer)
+    assert again.status_code in (403, 409), again.text  # spent, and the key is gone
     rt = open_runtime(load_settings(home))
     try:
         with pytest.raises(KeyNotFoundError):

@@ -74,11 +74,10 @@ def test_a_department_signs_an_outcome_and_the_link_verifies(
         # The signature stands on its own: our verifier with the server's trust, on the bytes.
         signature = base64.b64decode(signed["signature"])
         changed = canonicalize({**OUTCOME, "result": "不予许可"})
-        from etrust.api_seals import verify_context
 
         services = client.app.state.services  # type: ignore[attr-defined]
         assert (
-            verify_detached(signature, changed, verify_context(services)).reason == "HASH_FAILURE"
+            verify_detached(signature, changed, services.verify_context()).reason == "HASH_FAILURE"
         )
     # another department may neither list nor sign with these seals
     assert client.get("/api/v1/seals", headers=other).json() == []
