@@ -118,9 +118,7 @@ def change_key_state(
         current = life.get(name)
         if "destroyed" not in TRANSITIONS[current.state]:  # before an approval is spent
             raise KeyStateError(f"key {name} is {current.state}; rotate or revoke it first")
-        spent = approve_if_required(
-            rt, "key.destroy", name, {"key_uri": current.key_uri}, approval
-        )
+        spent = approve_if_required(rt, "key.destroy", name, {"key_uri": current.key_uri}, approval)
         try:
             rt.keys.backend(KeyUri.parse(current.key_uri).scheme).destroy(current.key_uri)
         except Exception:
