@@ -17,6 +17,7 @@ from etrust.cli_io import read_file
 from etrust.runtime import Runtime
 from signing.context import VerifyContext
 from signing.report import Report
+from signing.report import report as document_report
 from signing.verifier import MAX_DOCUMENT, detect_format, verify_document
 from trust.certificates import load_certificates
 from trust.crl import load_crl
@@ -44,6 +45,10 @@ def _is_crl(data: bytes) -> bool:
 
 def run_verify(rt: Runtime | None, args: argparse.Namespace) -> int:
     data = read_file(args.file, MAX_DOCUMENT)
+    kind = detect_format(data)
+    if kind == "unknown" and not pem.detect(data) and data[:1] != b"\x30":
+        # neither a document, nor PEM, nor DER (a certificate or CRL): not ours to judge
+        return _print_document(document_report("unknown", "UNSUPPORTED_FORMAT"), args)
     untrusted = [c for path in args.untrusted for c in load_certificates(read_file(path))]
     crls = [load_crl(read_file(path)) for path in args.crl]
     if args.trust:
@@ -60,7 +65,6 @@ def run_verify(rt: Runtime | None, args: argparse.Namespace) -> int:
     if not roots:
         raise MalformedInputError("no trust anchors: give --trust CERT or run etrust init")
     mode: RevocationMode = args.revocation
-    kind = detect_format(data)
     if kind != "unknown":
         context = VerifyContext(
             trust=TrustStore(roots, untrusted),

@@ -18,7 +18,17 @@ from trust.validation import Check, ValidationReport
 Verdict = Literal["PASSED", "FAILED", "INDETERMINATE"]
 CheckResult = Literal["passed", "failed", "indeterminate", "skipped"]
 
-__all__ = ["REASONS", "Check", "Report", "Verdict", "chain_reason", "check", "combine", "report"]
+__all__ = [
+    "REASONS",
+    "Check",
+    "Report",
+    "Verdict",
+    "chain_reason",
+    "check",
+    "combine",
+    "noting",
+    "report",
+]
 
 
 @dataclass(frozen=True)
@@ -54,7 +64,9 @@ REASONS: dict[str, _Reason] = {
         "FAILED", "The seal's own signature (by its maker) does not verify.", "印章数据验证失败"
     ),
     "SEAL_EXPIRED": _Reason(
-        "FAILED", "The seal was not valid when the document was signed.", "签章时印章不在有效期内"
+        "FAILED",
+        "The seal was outside its validity period (at the signing time; for a seal file, now).",
+        "印章不在有效期内",
     ),
     "SIGNER_NOT_ALLOWED": _Reason(
         "FAILED",
@@ -243,23 +255,38 @@ def combine(
     if worst[0] == "PASSED":
         worst = ("PASSED", "OK", "")
     _, reason, detail = worst
-    if any(reason == s.reason and detail == s.message for s in signatures):
+    source = next((s for s in signatures if reason == s.reason and detail == s.message), None)
+    if source is not None:
         detail = ""  # the signature's own report already says it
     built = report(format, reason, detail, checks=checks, signatures=signatures, details=details)
+    zh = source.message_zh if source is not None else built.message_zh  # with what it notes
     if len(signatures) > 1 and reason != "OK":
         index = next((i for i, s in enumerate(signatures) if s.reason == reason), None)
         if index is not None:
-            return _with_message(built, f"Signature {index + 1}: {REASONS[reason].en}")
-    return built
+            return _with_message(built, f"Signature {index + 1}: {REASONS[reason].en}", zh)
+    return _with_message(built, built.message, zh)
 
 
-def _with_message(built: Report, message: str) -> Report:
+def noting(built: Report, also: Sequence[tuple[str, str]]) -> Report:
+    """``built`` with further problems ``also`` (reason, detail) named in both messages: they
+    did not decide the verdict, but a clerk should hear of them."""
+    if not also:
+        return built
+    reasons = list(dict.fromkeys(reason for reason, _ in also))
+    return _with_message(
+        built,
+        f"{built.message} Also: " + " ".join(detail or REASONS[r].en for r, detail in also),
+        f"{built.message_zh}；另：" + "；".join(REASONS[r].zh for r in reasons),
+    )
+
+
+def _with_message(built: Report, message: str, message_zh: str | None = None) -> Report:
     return Report(
         built.format,
         built.verdict,
         built.reason,
         message,
-        built.message_zh,
+        built.message_zh if message_zh is None else message_zh,
         built.checks,
         built.signatures,
         built.details,

@@ -29,7 +29,7 @@ from asn1crypto import algos, core, keys, x509
 
 from signing import ses_asn1 as asn
 from signing.context import Timestamper, VerifyContext
-from signing.report import Check, Report, check, combine, report
+from signing.report import Check, Report, check, combine, noting, report
 from trust import asn1_gm
 from trust.algorithms import SignatureAlgorithm, from_identifier, key_type_of
 from trust.certificates import parse_der
@@ -638,7 +638,7 @@ _PRIORITY = {
     "SIG_CRYPTO_FAILURE": 0,
     "SEAL_INVALID": 0,
     "HASH_FAILURE": 0,
-    "TIMESTAMP_INVALID": 1,
+    "TIMESTAMP_INVALID": 0,
     "SIGNER_NOT_ALLOWED": 1,
     "SEAL_EXPIRED": 1,
     "CRYPTO_CONSTRAINTS_FAILURE": 1,
@@ -694,7 +694,15 @@ class Findings:
         self.record(found, reason)
 
     def conclude(self, format: str, details: dict[str, Any]) -> Report:
+        """One report. Integrity failures decide first. Short of those, a chain that reaches
+        no trusted root decides (INDETERMINATE, as in ETSI EN 319 102-1): what an unknown maker
+        or signer asserts (the seal's validity, its allowed signers) cannot condemn or clear
+        the document, so such findings are named beside the verdict, not as it."""
         ordered = sorted(self.problems, key=lambda p: _PRIORITY.get(p[0], 2))
+        unknown = [p for p in ordered if p[0] == "NO_CERTIFICATE_CHAIN_FOUND"]
+        if unknown and _PRIORITY.get(ordered[0][0], 2) > 0:
+            built = combine(format, [], checks=self.checks, findings=unknown[:1], details=details)
+            return noting(built, [p for p in ordered if p[0] != "NO_CERTIFICATE_CHAIN_FOUND"])
         return combine(
             format, [], checks=self.checks, findings=ordered or [("OK", "")], details=details
         )

@@ -208,12 +208,15 @@ def test_vector_parses() -> None:
 
 
 def test_vector_crypto_intact_trust_unknown(sm2_signing_pki: SigningPki) -> None:
-    """Every digest and signature holds; trust and time do not. ofdrw's test CA is unknown here,
-    and the signer's own timeInfo (2026-08-04) is after the seal's validEnd (2022-04-22), so the
-    standard's seal-validity check fails: SEAL_EXPIRED, never a crypto failure."""
+    """Every digest and signature holds; trust and time do not. ofdrw's test CA is unknown here
+    (INDETERMINATE), and the signer's own timeInfo (2026-08-04) is after the seal's validEnd
+    (2022-04-22): the seal-validity check fails and is named, never a crypto failure."""
     rep = verify_ofd(vector(), sm2_signing_pki.untrusting_context())
-    assert rep.verdict != "PASSED"
-    assert rep.reason in ("SEAL_EXPIRED", "EXPIRED", "NO_CERTIFICATE_CHAIN_FOUND"), rep.to_dict()
+    assert (rep.verdict, rep.reason) == ("INDETERMINATE", "NO_CERTIFICATE_CHAIN_FOUND")
+    assert rep.assessment()["integrity"] == "intact"
+    assert rep.assessment()["trust"] == "not established"
+    assert rep.message_zh.endswith("；另：印章不在有效期内"), rep.message_zh
+    assert [c["result"] for c in checks_named(rep, "seal.validity")] == ["failed"]
     for name in ("ses.signature", "seal.signature", "ses.data_hash"):
         assert [c["result"] for c in checks_named(rep, name)] == ["passed"], name
     assert {c["result"] for c in checks_named(rep, "signer.chain")} == {"indeterminate"}

@@ -184,6 +184,10 @@ def test_bad_input(home: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     garbage.write_bytes(b"\x30\x82\xff\xff not a signature")
     code, out, _ = run(capsys, "--home", home, "verify", str(garbage), "--json")
     assert code in (1, 2) and "verdict" in out
+    prose = tmp_path / "说明.txt"
+    prose.write_text("这不是签章文件", encoding="utf-8")
+    code, out, _ = run(capsys, "--home", home, "verify", str(prose), "--json")
+    assert (code, json.loads(out)["reason"]) == (2, "UNSUPPORTED_FORMAT")
     code, _, err = run(
         capsys, "--home", home, "sign", str(garbage), "--seal", "15990099999999", "--out",
         str(tmp_path / "x.p7s"),
