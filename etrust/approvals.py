@@ -24,9 +24,9 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from etrust.db import transaction
 from etrust.models import ApprovalRequestRow, ApprovalRow, SecurityOfficerRow
 from etrust.store import check_name
+from storage.engine import transaction
 from trust.algorithms import DEFAULT_FOR_KEY, key_type_of
 from trust.clock import Clock, system_clock
 from trust.errors import (

@@ -26,8 +26,8 @@ from asn1crypto import keys
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from etrust.db import transaction
 from etrust.models import AuditCheckpointRow, AuditHeadRow, AuditRecordRow
+from storage.engine import transaction
 from trust.algorithms import by_name
 from trust.clock import Clock, system_clock
 from trust.errors import EtrustError, MalformedInputError

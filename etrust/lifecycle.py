@@ -21,10 +21,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from etrust.db import transaction
 from etrust.models import KeyEventRow, ManagedKeyRow
 from etrust.pki import Pki
 from etrust.store import check_name
+from storage.engine import transaction
 from trust.clock import Clock, system_clock
 from trust.errors import ConflictError, KeyStateError, MalformedInputError, NotFoundError
 from trust.keys import KeyHandle

@@ -17,10 +17,10 @@ from typing import Any
 from sqlalchemy import select
 
 from etrust.audit import AuditEvent
-from etrust.db import transaction
 from etrust.models import SignedOutcomeRow
 from etrust.runtime import Runtime
 from etrust.seals import SealStore, seal_signer
+from storage.engine import transaction
 from trust.errors import ForbiddenError, InputTooLargeError, MalformedInputError, NotFoundError
 
 MAX_OUTCOME_BYTES = 256 * 1024

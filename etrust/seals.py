@@ -25,13 +25,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from etrust import security_ops
 from etrust.audit import AuditEvent
-from etrust.db import transaction
 from etrust.devices import key_on_device, stored_uri
 from etrust.models import ManagedKeyRow, SealRow
 from etrust.runtime import Runtime
 from etrust.services import tsa_for
 from etrust.store import check_name
 from signing.context import LocalTimestamper
+from storage.engine import transaction
 from trust.certificates import load_certificate, make_name
 from trust.errors import (
     ConflictError,

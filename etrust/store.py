@@ -23,7 +23,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from etrust.db import transaction
 from etrust.models import (
     NAME_LENGTH,
     SERIAL_HEX_LENGTH,
@@ -34,6 +33,7 @@ from etrust.models import (
     RevocationRow,
     ServiceIdentityRow,
 )
+from storage.engine import transaction
 from trust.algorithms import key_type_of
 from trust.clock import Clock, system_clock
 from trust.errors import (

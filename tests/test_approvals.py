@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from etrust.approvals import DualControl
-from etrust.db import transaction
 from etrust.models import ApprovalRow
+from storage.engine import transaction
 from trust.errors import ApprovalError, ApprovalRequiredError, ConflictError, MalformedInputError
 from trust.keys import KeyHandle
 from trust.softkeys import SoftwareKeyStore

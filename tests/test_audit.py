@@ -12,8 +12,8 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from etrust.audit import AuditEvent, AuditLog, chain_hash
-from etrust.db import transaction
 from etrust.models import AuditCheckpointRow, AuditHeadRow, AuditRecordRow
+from storage.engine import transaction
 from trust.errors import MalformedInputError
 from trust.keys import KeyHandle
 from trust.softkeys import SoftwareKeyStore

@@ -19,16 +19,8 @@ from sqlalchemy import Engine, func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from etrust.db import (
-    SQLITE_BUSY_TIMEOUT_SECONDS,
-    alembic_config,
-    current_revision,
-    head_revision,
-    make_engine,
-    migrate,
-    session_factory,
-)
-from etrust.models import ApiClientRow, Base, IssuedCertificateRow, RevocationRow
+from etrust.db import alembic_config, current_revision, head_revision, migrate
+from etrust.models import ApiClientRow, IssuedCertificateRow, RevocationRow
 from etrust.store import (
     API_ROLES,
     ApiClientStore,
@@ -37,6 +29,8 @@ from etrust.store import (
     ServiceIdentityStore,
     SqlCertificateRepository,
 )
+from storage.engine import SQLITE_BUSY_TIMEOUT_SECONDS, make_engine, session_factory
+from storage.schema import Base
 from trust.ca import CertificateAuthority, self_signed_root
 from trust.certificates import load_certificate, make_name, random_serial
 from trust.crl import verify_crl

@@ -11,8 +11,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
+import etrust.models  # noqa: F401  (registers the tables on the shared base)
 from etrust.db import make_engine
-from etrust.models import Base
+from storage.schema import Base
 
 config = context.config
 
