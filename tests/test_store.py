@@ -67,6 +67,20 @@ TABLES = {
     "key_events",
     "seals",
     "signed_outcomes",
+    "departments",
+    "license_types",
+    "license_type_issuers",
+    "license_serials",
+    "licenses",
+    "license_files",
+    "license_events",
+    "license_idempotency",
+    "license_grants",
+    "license_receipts",
+    "log_head",
+    "log_entries",
+    "log_nodes",
+    "log_checkpoints",
 }
 BEIJING = timezone(timedelta(hours=8))
 NOW = datetime(2025, 11, 27, 9, 30, 15, 123456, tzinfo=BEIJING)
@@ -149,7 +163,7 @@ def test_migrate_creates_schema_and_is_idempotent(
     try:
         assert current_revision(engine) is None
         migrate(engine)
-        assert current_revision(engine) == head_revision() == "0005_seals"
+        assert current_revision(engine) == head_revision() == "0006_licenses"
         assert set(inspect(engine).get_table_names()) == TABLES | {"alembic_version"}
         repo = SqlCertificateRepository(session_factory(engine))
         cert = issued()
