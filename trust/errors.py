@@ -285,3 +285,10 @@ class KeyStateError(KeyError_):
     code = "KEY_STATE"
     http_status = 409
     message_zh = "密钥状态不允许此操作"
+
+
+class MerkleProofError(InvalidSignatureError):
+    """A transparency-log inclusion or consistency proof that does not hold (RFC 9162 §2.1)."""
+
+    code = "MERKLE_PROOF_INVALID"
+    message_zh = "透明日志证明验证失败"
