@@ -1,5 +1,5 @@
 """Run the benchmarks: ``python -m bench [crypto] [issue] [chain] [ocsp] [backends] [signing]
-[--seconds N]``."""
+[licenses] [--seconds N]``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import importlib
 import os
 import platform
 
-SECTIONS = ("crypto", "issue", "chain", "ocsp", "backends", "signing")
+SECTIONS = ("crypto", "issue", "chain", "ocsp", "backends", "signing", "licenses")
 
 
 def main() -> None:

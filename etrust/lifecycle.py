@@ -39,7 +39,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "revoked": frozenset({"destroyed"}),
     "destroyed": frozenset(),
 }
-PURPOSES = ("ca", "ocsp", "tsa", "audit", "seal", "officer", "signing")
+PURPOSES = ("ca", "ocsp", "tsa", "audit", "log", "seal", "officer", "signing")
 
 
 @dataclass(frozen=True)

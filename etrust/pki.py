@@ -42,6 +42,8 @@ KIND_LABEL = {"sm2": "SM2", "rsa": "RSA"}
 RENEW_BEFORE = timedelta(days=30)
 """Service certificates (OCSP, TSA, audit) closer than this to expiry are renewed by init."""
 AUDIT_IDENTITY = "audit-sm2"
+LOG_IDENTITY = "log-sm2"
+"""Signs the checkpoints of the license transparency log."""
 """The service identity whose key signs the audit log's checkpoints."""
 
 
@@ -198,7 +200,7 @@ def _init_services(
         (f"seal-maker-{kind}", "seal-maker"),
     ]
     if kind == "sm2":
-        services.append((AUDIT_IDENTITY, "audit"))
+        services += [(AUDIT_IDENTITY, "audit"), (LOG_IDENTITY, "log")]
     for name, purpose in services:
         existing = identities.get(name)
         if existing is not None and not _expiring(existing, clock()):
@@ -208,6 +210,7 @@ def _init_services(
             "ocsp": "OCSP 响应服务",
             "tsa": "时间戳服务",
             "audit": "审计日志签名",
+            "log": "电子证照透明日志签名",
             "seal-maker": "电子印章制章系统",
         }[purpose]
         subject = make_name({"C": "CN", "O": organization, "CN": f"{title}（{KIND_LABEL[kind]}）"})

@@ -389,6 +389,35 @@ def seal_signer(rt: Runtime, es_id: str) -> SealSigner:
 PDF_LEVELS = ("B-B", "B-T", "B-LT", "B-LTA")
 
 
+def seal_pdf(
+    signer: SealSigner,
+    data: bytes,
+    level: str,
+    *,
+    box_mm: tuple[float, float, float, float] | None = None,
+    crls: tuple[bytes, ...] = (),
+) -> bytes:
+    """A PAdES signature at ``level`` with the seal's picture as the visible stamp, in
+    ``box_mm`` (from the lower-left corner; default near the lower right, the picture's size).
+    B-LT and B-LTA embed ``crls``."""
+    from signing.pdf import RevocationData, Stamp, sign_pdf
+    from signing.seal import parse_seal
+
+    picture = parse_seal(signer.seal.seal_der).picture
+    box = box_mm or (140.0, 20.0, picture.width_mm, picture.height_mm)
+    return sign_pdf(
+        data,
+        signer.key,
+        signer.certificate,
+        chain=signer.chain,
+        level=level,  # type: ignore[arg-type]
+        timestamper=signer.timestamper,
+        revocation=RevocationData(crls=crls) if level in ("B-LT", "B-LTA") else None,
+        stamp=Stamp(png=picture.data, box_mm=box) if picture.type.upper() == "PNG" else None,
+        reason=f"{signer.seal.name} 电子印章",
+    )
+
+
 def seal_file(
     rt: Runtime, actor: str, es_id: str, data: bytes, *, pdf_level: str = "B-T"
 ) -> tuple[str, bytes]:
@@ -414,26 +443,12 @@ def seal_file(
             timestamper=signer.timestamper,
         )
     elif kind == "pdf":
-        from signing.pdf import RevocationData, Stamp, sign_pdf
-        from signing.seal import parse_seal
-
-        picture = parse_seal(signer.seal.seal_der).picture
-        revocation = None
-        if pdf_level in ("B-LT", "B-LTA"):
-            revocation = RevocationData(crls=tuple(ca.crl().dump() for ca in rt.pki().cas.values()))
-        out = sign_pdf(
-            data,
-            signer.key,
-            signer.certificate,
-            chain=signer.chain,
-            level=pdf_level,  # type: ignore[arg-type]
-            timestamper=signer.timestamper,
-            revocation=revocation,
-            stamp=Stamp(png=picture.data, box_mm=(140.0, 20.0, picture.width_mm, picture.height_mm))
-            if picture.type.upper() == "PNG"
-            else None,
-            reason=f"{signer.seal.name} 电子印章",
+        crls = (
+            tuple(ca.crl().dump() for ca in rt.pki().cas.values())
+            if pdf_level in ("B-LT", "B-LTA")
+            else ()
         )
+        out = seal_pdf(signer, data, pdf_level, crls=crls)
     else:
         from signing.cms import sign_detached
 

@@ -36,11 +36,16 @@ def make_tsa(
 
 
 def tsa_for(runtime: Runtime, kind: str) -> TimeStampAuthority:
-    """The ``kind`` ("sm2" or "rsa") TSA, for a command that needs one timestamp or a few."""
-    identity = runtime.identities.get(f"tsa-{kind}")
-    if identity is None:
-        raise CaNotFoundError(f"no {kind} time-stamping authority (run etrust init)")
-    return make_tsa(runtime, runtime.pki(), identity)
+    """The ``kind`` ("sm2" or "rsa") TSA of this runtime (made once: its identity changes
+    only when ``etrust init`` renews it, with the server stopped)."""
+    cache: dict[str, TimeStampAuthority] = runtime.__dict__.setdefault("_tsas", {})
+    tsa = cache.get(kind)
+    if tsa is None:
+        identity = runtime.identities.get(f"tsa-{kind}")
+        if identity is None:
+            raise CaNotFoundError(f"no {kind} time-stamping authority (run etrust init)")
+        tsa = cache[kind] = make_tsa(runtime, runtime.pki(), identity)
+    return tsa
 
 
 @dataclass

@@ -15,7 +15,6 @@ import hashlib
 import io
 import re
 import struct
-import unicodedata
 import uuid
 import zipfile
 import zlib
@@ -28,6 +27,7 @@ from xml.sax.saxutils import escape
 import defusedxml
 import defusedxml.ElementTree as safe_et
 
+from signing.font_subset import FontSubsetter, default_subsetter
 from trust.errors import InputTooLargeError, MalformedInputError
 
 __all__ = [
@@ -503,22 +503,9 @@ class PageSpec:
 
 def qr_block(payload: str, x: float, y: float, size: float, *, level: str = "M") -> ImageBlock:
     """A QR code of ``payload`` as a square PNG image of ``size`` mm (quiet zone included)."""
-    import qrcode
-    import qrcode.constants
+    from signing.qr import qr_symbol
 
-    levels = {
-        "L": qrcode.constants.ERROR_CORRECT_L,
-        "M": qrcode.constants.ERROR_CORRECT_M,
-        "Q": qrcode.constants.ERROR_CORRECT_Q,
-        "H": qrcode.constants.ERROR_CORRECT_H,
-    }
-    code = qrcode.QRCode(error_correction=levels[level], box_size=8, border=4)
-    code.add_data(payload.encode("utf-8"))
-    code.make(fit=True)
-    picture = code.make_image(fill_color="black", back_color="white").get_image().convert("1")
-    out = io.BytesIO()
-    picture.save(out, format="PNG", optimize=True)
-    return ImageBlock(out.getvalue(), x, y, size, size)
+    return ImageBlock(qr_symbol(payload, level=level).png, x, y, size, size)
 
 
 def _image_format(data: bytes) -> tuple[str, str]:
@@ -529,10 +516,15 @@ def _image_format(data: bytes) -> tuple[str, str]:
     raise MalformedInputError("images in OFD documents must be PNG or JPEG")
 
 
-def _advance(char: str, size: float) -> float:
-    """Horizontal advance of a character: full width for CJK, half for Latin (a monospace
-    approximation; readers without the font still place every glyph where we meant it)."""
-    return size if unicodedata.east_asian_width(char) in ("W", "F") else size / 2
+TEXT_BASELINE = 0.88
+"""Where a TextBlock's baseline lies below its top, in font sizes: just above the descenders."""
+
+
+def _advance(font: FontSubsetter, gid: int, size: float) -> float:
+    """Horizontal advance of a glyph at ``size`` mm: the embedded font's own width, the one
+    PDF renderings of the same page use (signing.page_render). DeltaX carries every advance,
+    so readers place each glyph where we meant it even if they draw with another font."""
+    return font.advance(gid) * size / 1000
 
 
 class _Ids:
@@ -561,20 +553,26 @@ def build_ofd(
     """A one-document OFD package; the same arguments give the same bytes.
 
     Without ``doc_id`` the DocID is derived from the content and time, so it is unique per
-    document and still reproducible.
+    document and still reproducible. Text is laid out with, and embeds (GB/T 33190 §11.1
+    FontFile), a subset of the CJK font of :mod:`signing.font_subset` per font name, so every
+    reader shows the same glyphs; ConfigurationError when there is text and no font.
     """
     if not pages:
         raise MalformedInputError("an OFD document needs at least one page")
     when = created or datetime.now(UTC)
     ids = _Ids()
     fonts: dict[str, int] = {}
+    texts: dict[str, list[str]] = {}  # font name -> text drawn with it
     media: dict[bytes, tuple[int, str, str]] = {}  # sha256 -> (id, format, file name)
     media_files: dict[str, bytes] = {}
     for spec in pages:
         for item in spec.items:
             if isinstance(item, TextBlock):
+                if "\n" in item.text or "\r" in item.text:
+                    raise MalformedInputError("a TextBlock is one line; use one block per line")
                 if item.font not in fonts:
                     fonts[item.font] = ids()
+                texts.setdefault(item.font, []).append(item.text)
             else:
                 digest = hashlib.sha256(item.data).digest()
                 if digest not in media:
@@ -583,12 +581,14 @@ def build_ofd(
                     file_name = f"Image_{media_id}.{suffix}"
                     media[digest] = (media_id, fmt, file_name)
                     media_files[f"Doc_0/Res/{file_name}"] = item.data
+    all_text = "".join(t for drawn in texts.values() for t in drawn)
+    font = default_subsetter().for_text(all_text) if fonts else None
     page_ids: list[int] = []
     contents: list[bytes] = []
     for spec in pages:
         page_ids.append(ids())
         layer_id = ids()
-        objects = [_object(item, ids, fonts, media) for item in spec.items]
+        objects = [_object(item, ids, fonts, media, font) for item in spec.items]
         contents.append(
             xml_document("Page", el("Content", el("Layer", *objects, ID=layer_id, Type="Body")))
         )
@@ -616,10 +616,22 @@ def build_ofd(
             "Res",
             el(
                 "Fonts",
-                *(el("Font", ID=fid, FontName=n, FamilyName=n) for n, fid in fonts.items()),
+                *(
+                    el(
+                        "Font",
+                        el("FontFile", text=f"Font_{fid}.ttf"),
+                        ID=fid,
+                        FontName=n,
+                        FamilyName=n,
+                    )
+                    for n, fid in fonts.items()
+                ),
             ),
             BaseLoc="Res",
         )
+        assert font is not None
+        for name, fid in fonts.items():
+            files[f"Doc_0/Res/Font_{fid}.ttf"] = font.subset("".join(texts[name]))
     if media:
         files["Doc_0/DocumentRes.xml"] = xml_document(
             "Res",
@@ -688,6 +700,7 @@ def _object(
     ids: _Ids,
     fonts: Mapping[str, int],
     media: Mapping[bytes, tuple[int, str, str]],
+    font: FontSubsetter | None,
 ) -> str:
     if isinstance(item, ImageBlock):
         media_id = media[hashlib.sha256(item.data).digest()][0]
@@ -698,9 +711,8 @@ def _object(
             CTM=f"{num(item.width)} 0 0 {num(item.height)} 0 0",
             ResourceID=media_id,
         )
-    if "\n" in item.text or "\r" in item.text:
-        raise MalformedInputError("a TextBlock is one line; use one block per line")
-    advances = [_advance(c, item.size) for c in item.text]
+    assert font is not None  # build_ofd has one whenever there is text
+    advances = [_advance(font, gid, item.size) for gid in font.glyph_ids(item.text)]
     color = el("FillColor", Value=" ".join(map(str, item.color))) if item.color else ""
     return el(
         "TextObject",
@@ -709,7 +721,7 @@ def _object(
             "TextCode",
             text=item.text,
             X="0",
-            Y=num(item.size * 0.88),  # the baseline, just above the descenders
+            Y=num(item.size * TEXT_BASELINE),
             DeltaX=" ".join(num(a) for a in advances[:-1]) or None,
         ),
         ID=ids(),

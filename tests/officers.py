@@ -41,9 +41,11 @@ def officer_home(
     return h
 
 
-def api_headers(home: Path, name: str, role: str) -> dict[str, str]:
+def api_headers(home: Path, name: str, role: str, department: str | None = None) -> dict[str, str]:
     """Create an API client with ``etrust client create`` and return its bearer header."""
     out = StringIO()
+    extra = ["--department", department] if department else []
     with redirect_stdout(out):
-        assert main(["--home", str(home), "client", "create", name, "--role", role, "--json"]) == 0
+        args = ["--home", str(home), "client", "create", name, "--role", role, *extra, "--json"]
+        assert main(args) == 0
     return {"Authorization": "Bearer " + json.loads(out.getvalue())["token"]}

@@ -1,0 +1,185 @@
+"""``etrust license-type``, ``etrust license`` and ``etrust log``: the registry's commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import date
+from typing import Any
+
+from etrust.cli_io import actor, print_result, write_new
+from etrust.licenses import department_signer, license_lifecycle, license_service
+from etrust.pki import LOG_IDENTITY
+from etrust.runtime import Runtime
+from license_store.holder_codes import HOLDER_CODE_TYPES
+from license_store.issuance import IssueRequest
+from license_store.records import FORMATS, document_of, events_of, license_of, row_by_identifier
+from storage.engine import transaction
+from trust.clock import system_clock
+from trust.errors import MalformedInputError
+
+
+def cmd_type_list(rt: Runtime, args: argparse.Namespace) -> int:
+    types = license_service(rt).registry.license_types()
+    rows = [
+        {"code": t.code, "name": t.name, "authority": t.authority, "issuers": issuers}
+        for t, issuers in types
+    ]
+    text = "\n".join(f"{r['code']}  {r['name']}  ({', '.join(r['issuers'])})" for r in rows)
+    print_result(args, rows, text or "no license types")
+    return 0
+
+
+def cmd_type_show(rt: Runtime, args: argparse.Namespace) -> int:
+    registry = license_service(rt).registry
+    found = registry.license_type(args.code).to_dict(registry.issuers(args.code))
+    print_result(args, found, json.dumps(found, ensure_ascii=False, indent=2))
+    return 0
+
+
+def cmd_issue(rt: Runtime, args: argparse.Namespace) -> int:
+    try:
+        data = json.loads(args.data)
+    except json.JSONDecodeError as exc:
+        raise MalformedInputError(f"--data is not JSON: {exc.msg}") from exc
+    if not isinstance(data, dict):
+        raise MalformedInputError("--data is a JSON object of the license's fields")
+    issued = license_service(rt).issue(
+        IssueRequest(
+            type_code=args.type,
+            department=args.department,
+            holder_name=args.holder_name,
+            holder_code=args.holder_code,
+            holder_code_type=args.holder_code_type,
+            data=data,
+            valid_from=date.fromisoformat(args.valid_from) if args.valid_from else None,
+            license_number=args.number,
+        ),
+        department_signer(rt, args.department, args.seal),
+        actor(),
+    )
+    lic = issued.license
+    print_result(
+        args,
+        {
+            "identifier": lic.identifier,
+            "version": lic.version,
+            "status": lic.status,
+            "log_index": lic.log_index,
+            "checkpoint_size": issued.checkpoint.size,
+        },
+        lic.identifier,
+    )
+    return 0
+
+
+def cmd_show(rt: Runtime, args: argparse.Namespace) -> int:
+    with transaction(rt.sessions) as session:
+        lic = license_of(row_by_identifier(session, args.id))
+        events = [e.to_dict() for e in events_of(session, lic.id)]
+    shown = {**lic.to_dict(system_clock(), reveal=args.reveal), "events": events}
+    text = "\n".join(
+        f"{k}: {json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list) else v}"
+        for k, v in shown.items()
+        if k != "events"
+    )
+    print_result(args, shown, text)
+    return 0
+
+
+def cmd_export(rt: Runtime, args: argparse.Namespace) -> int:
+    with transaction(rt.sessions) as session:
+        lic = license_of(row_by_identifier(session, args.id))
+        content = document_of(session, lic.id, args.format)
+    write_new(args.out, content)
+    print_result(
+        args,
+        {"identifier": lic.identifier, "format": args.format, "out": args.out},
+        f"{args.format.upper()} of {lic.identifier} written to {args.out}",
+    )
+    return 0
+
+
+def cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
+    with transaction(rt.sessions) as session:
+        lic = license_of(row_by_identifier(session, args.id))
+    change = license_lifecycle(rt).change(
+        lic.identifier,
+        args.action,
+        args.reason,
+        department_signer(rt, lic.department, lic.seal),
+        actor(),
+    )
+    print_result(
+        args,
+        {
+            "identifier": change.license.identifier,
+            "status": change.license.status,
+            "log_index": change.log_index,
+        },
+        f"{change.license.identifier} is {change.license.status}",
+    )
+    return 0
+
+
+def cmd_log_verify(rt: Runtime, args: argparse.Namespace) -> int:
+    identity = rt.identities.get(LOG_IDENTITY)
+    keys = [rt.keys.find(identity.key_uri).public_key_info] if identity else []
+    log = license_service(rt).log
+    problems = log.verify(keys)
+    size = log.size()
+    print_result(
+        args,
+        {"consistent": not problems, "size": size, "problems": problems},
+        "\n".join(problems) if problems else f"the log is consistent ({size} entries)",
+    )
+    return 1 if problems else 0
+
+
+def add_commands(sub: Any, command: Any) -> None:
+    types = sub.add_parser("license-type", help="license types").add_subparsers(
+        dest="license_type_command", required=True
+    )
+    command("list", cmd_type_list, "license types and their issuing departments", types)
+    p = command("show", cmd_type_show, "a license type with its schema and an example", types)
+    p.add_argument("code")
+
+    lic = sub.add_parser("license", help="e-licenses (电子证照)").add_subparsers(
+        dest="license_command", required=True
+    )
+    p = command("issue", cmd_issue, "issue a license: sealed OFD and PDF, logged", lic)
+    p.add_argument("--type", required=True, help="the license type code (21 characters)")
+    p.add_argument("--department", required=True, help="the issuing department's code")
+    p.add_argument("--holder-name", required=True)
+    p.add_argument("--holder-code", required=True, help="ID number, USCC, ...")
+    p.add_argument(
+        "--holder-code-type",
+        default="111",
+        choices=sorted(HOLDER_CODE_TYPES),
+        help="GB/T 36903: 111 resident ID, 001 USCC, ...",
+    )
+    p.add_argument("--data", default="{}", help="the license's fields as a JSON object")
+    p.add_argument("--valid-from", help="YYYY-MM-DD (default: today)")
+    p.add_argument("--number", help="the number printed on the license (证照编号)")
+    p.add_argument("--seal", help="the seal to use (default: the department's SM2 seal)")
+    p = command("show", cmd_show, "a license: fields, status, version, events", lic)
+    p.add_argument("id", help="the identifier (or its lineage, for the newest version)")
+    p.add_argument("--reveal", action="store_true", help="show holder data unmasked")
+    p = command("export", cmd_export, "write a license's sealed OFD or PDF", lic)
+    p.add_argument("id")
+    p.add_argument("--format", choices=FORMATS, required=True)
+    p.add_argument("--out", required=True)
+    for action, help_ in (
+        ("revoke", "revoke a license (final)"),
+        ("suspend", "suspend a license"),
+        ("resume", "resume a suspended license"),
+    ):
+        p = command(action, cmd_status, help_, lic)
+        p.add_argument("id")
+        p.add_argument("--reason", required=True)
+        p.set_defaults(action=action)
+
+    log = sub.add_parser("log", help="the license transparency log").add_subparsers(
+        dest="log_command", required=True
+    )
+    command("verify", cmd_log_verify, "check the whole log against its checkpoints", log)

@@ -1,0 +1,119 @@
+"""The license registry wired to a home: departments' seals sign licenses, the log key signs
+the transparency log's checkpoints, the holder key hashes holder codes.
+
+Shared by the CLI and the API, so both issue, read and revoke through the same code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+from dataclasses import dataclass
+
+from etrust.pki import LOG_IDENTITY
+from etrust.runtime import Runtime
+from etrust.seals import SealSigner, SealStore, seal_pdf, seal_signer
+from license_store.issuance import LicenseService
+from license_store.lifecycle import LicenseLifecycle
+from license_store.qr_payload import key_id_of
+from license_store.render import SEAL_BOX_MM, seal_box_pdf
+from license_store.translog import TransparencyLog
+from trust.errors import ConfigurationError, NotFoundError
+
+HOLDER_KEY_FILE = "holder-key.bin"
+"""32 random bytes in the home (owner-only): the key of the holder-code hashes."""
+
+
+def holder_key(rt: Runtime) -> bytes:
+    """The home's holder key, made at first use (O_EXCL: workers starting together agree)."""
+    path = rt.settings.home / HOLDER_KEY_FILE
+    with contextlib.suppress(FileExistsError):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(32))
+    key = path.read_bytes()
+    if len(key) != 32:
+        raise ConfigurationError(f"{path} is damaged: it must hold 32 bytes")
+    return key
+
+
+def transparency_log(rt: Runtime) -> TransparencyLog:
+    identity = rt.identities.get(LOG_IDENTITY)
+    key = rt.keys.find(identity.key_uri) if identity is not None else None
+    return TransparencyLog(rt.sessions, key)
+
+
+def license_service(rt: Runtime) -> LicenseService:
+    """The runtime's license service (one per command or server process)."""
+    cached: LicenseService | None = rt.__dict__.get("_licenses")
+    if cached is None:
+        cached = LicenseService(
+            rt.sessions,
+            transparency_log(rt),
+            holder_key(rt),
+            verify_base_url=rt.settings.base_url,
+        )
+        rt.__dict__["_licenses"] = cached
+    return cached
+
+
+def license_lifecycle(rt: Runtime) -> LicenseLifecycle:
+    service = license_service(rt)
+    return LicenseLifecycle(rt.sessions, service.log)
+
+
+@dataclass(frozen=True)
+class SealLicenseSigner:
+    """A department's seal as :class:`license_store.issuance.LicenseSigner`: OFD and PDF
+    sealed in the license's seal box (PAdES B-T, timestamped), records signed by the seal key."""
+
+    signer: SealSigner
+
+    @property
+    def seal_id(self) -> str:
+        return self.signer.seal.es_id
+
+    @property
+    def key_id(self) -> str:
+        return key_id_of(self.signer.key.public_key_info.dump())
+
+    def seal_ofd(self, ofd: bytes) -> bytes:
+        from signing.ofd import sign_ofd
+
+        return sign_ofd(
+            ofd,
+            self.signer.seal.seal_der,
+            self.signer.key,
+            self.signer.certificate,
+            box_mm=SEAL_BOX_MM,
+            timestamper=self.signer.timestamper,
+        )
+
+    def seal_pdf(self, pdf: bytes) -> bytes:
+        return seal_pdf(self.signer, pdf, "B-T", box_mm=seal_box_pdf())
+
+    def sign(self, data: bytes) -> bytes:
+        return self.signer.key.sign(data)
+
+
+def department_signer(rt: Runtime, department: str, seal: str | None = None) -> SealLicenseSigner:
+    """The seal a department issues with: ``seal`` if given (it must be the department's),
+    else its active SM2 seal, else its active RSA seal."""
+    seals = [s for s in SealStore(rt.sessions).list(department) if s.status == "active"]
+    if seal is not None:
+        chosen = next((s for s in seals if s.es_id == seal), None)
+        if chosen is None:
+            raise NotFoundError(f"department {department!r} has no active seal {seal!r}")
+    else:
+        chosen = next((s for s in seals if s.alg == "sm2"), None) or next(iter(seals), None)
+        if chosen is None:
+            raise NotFoundError(
+                f"department {department!r} has no active seal: etrust seal create first"
+            )
+    return SealLicenseSigner(seal_signer(rt, chosen.es_id))
+
+
+def fingerprint(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

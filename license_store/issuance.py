@@ -1,0 +1,344 @@
+"""Issuing a license: validate, allocate the identifier, sign the QR payload, render and seal
+the OFD and PDF, then store license, documents, signed event and log entry in ONE transaction.
+
+Only the serial is taken before the documents are made, in its own short transaction: a
+failure afterwards leaves a gap in the serials (allowed) and nothing else. The signed
+documents exist only in memory until the transaction commits, so a database that fails
+half-way leaves no row, no file and nothing signed that could pass for a license.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Protocol
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from license_store.errors import IdempotencyConflictError, LicenseDataError
+from license_store.holder_codes import check_holder_code, holder_code_hash
+from license_store.identifiers import LicenseId, format_serial
+from license_store.models import (
+    IdempotencyRow,
+    LicenseEventRow,
+    LicenseFileRow,
+    LicenseRow,
+    SerialCounterRow,
+)
+from license_store.qr_payload import make_payload
+from license_store.records import License, license_of, today
+from license_store.registry import Registry
+from license_store.render import LicenseFace, render
+from license_store.translog import Checkpoint, TransparencyLog
+from signing.jcs import canonicalize
+from storage.engine import transaction
+from trust.clock import Clock, system_clock
+from trust.errors import MalformedInputError
+
+SERIAL_WIDTH = 10
+
+
+class LicenseSigner(Protocol):
+    """A department's seal, ready to sign (``etrust`` makes one from a seal and its key)."""
+
+    @property
+    def seal_id(self) -> str: ...
+
+    @property
+    def key_id(self) -> str: ...
+
+    def seal_ofd(self, ofd: bytes) -> bytes:
+        """The OFD with a Seal-type signature in the license's seal box."""
+        ...
+
+    def seal_pdf(self, pdf: bytes) -> bytes:
+        """The PDF with a PAdES signature and the seal stamp in the seal box."""
+        ...
+
+    def sign(self, data: bytes) -> bytes:
+        """A plain signature by the seal key (QR payloads, event records)."""
+        ...
+
+
+@dataclass(frozen=True)
+class IssueRequest:
+    type_code: str
+    department: str
+    holder_name: str
+    holder_code: str
+    holder_code_type: str = "111"
+    data: Mapping[str, Any] = field(default_factory=dict)
+    valid_from: date | None = None
+    license_number: str | None = None
+
+    def fingerprint(self) -> str:
+        """What an Idempotency-Key is bound to: the request's canonical JSON, hashed."""
+        return hashlib.sha256(
+            canonicalize(
+                {
+                    "type": self.type_code,
+                    "department": self.department,
+                    "holder_name": self.holder_name,
+                    "holder_code": self.holder_code,
+                    "holder_code_type": self.holder_code_type,
+                    "data": dict(self.data),
+                    "valid_from": self.valid_from.isoformat() if self.valid_from else None,
+                    "license_number": self.license_number,
+                }
+            )
+        ).hexdigest()
+
+
+@dataclass(frozen=True)
+class Issued:
+    license: License
+    checkpoint: Checkpoint
+    inclusion_proof: list[bytes]
+    replayed: bool = False
+    """True when an Idempotency-Key returned an earlier issuance."""
+
+
+class LicenseService:
+    """Issuance and reads of licenses over ``sessions``."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        log: TransparencyLog,
+        holder_key: bytes,
+        *,
+        verify_base_url: str,
+        clock: Clock = system_clock,
+    ) -> None:
+        self._sessions = sessions
+        self.registry = Registry(sessions, clock=clock)
+        self.log = log
+        self._holder_key = holder_key
+        self._verify_base = verify_base_url.rstrip("/")
+        self._clock = clock
+
+    def holder_hash(self, holder_code: str) -> str:
+        return holder_code_hash(holder_code, self._holder_key)
+
+    def issue(
+        self,
+        request: IssueRequest,
+        signer: LicenseSigner,
+        actor: str,
+        *,
+        client: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Issued:
+        """Issue a license; with ``idempotency_key`` a repeated request returns the first
+        license and a different request under the same key is refused (409)."""
+        if idempotency_key is not None:
+            _check_idempotency_key(idempotency_key)
+            earlier = self._replay(client or actor, idempotency_key, request)
+            if earlier is not None:
+                return earlier
+        license_type, department = self.registry.issuing(request.type_code, request.department)
+        if request.holder_code_type not in license_type.holder_code_types:
+            raise LicenseDataError(
+                f"licenses of type {license_type.code} are held under code types "
+                f"{', '.join(license_type.holder_code_types)}, not {request.holder_code_type}"
+            )
+        holder_code = check_holder_code(request.holder_code, request.holder_code_type)
+        holder_name = _one_line(request.holder_name, "holder name", 200) or ""
+        number = _one_line(request.license_number, "license number", 64)
+        data = license_type.validate(request.data)
+        now = self._clock()
+        issue_date = today(now)
+        valid_from = request.valid_from or issue_date
+        valid_to = license_type.valid_to(valid_from)
+
+        serial = format_serial(self._next_serial(license_type.code, department.uscc), SERIAL_WIDTH)
+        license_id = LicenseId(license_type.code, department.uscc, serial, 1)
+        identifier = str(license_id)
+        payload = make_payload(
+            identifier=identifier,
+            version=1,
+            type_code=license_type.code,
+            issuer_code=department.uscc,
+            issue_date=issue_date,
+            valid_from=valid_from,
+            valid_to=valid_to,
+            holder_name=holder_name,
+            holder_code=holder_code,
+            key_id=signer.key_id,
+            sign=signer.sign,
+        )
+        face = LicenseFace(
+            license_type=license_type,
+            identifier=identifier,
+            issuer_name=department.name,
+            issuer_code=department.uscc,
+            holder_name=holder_name,
+            holder_code=holder_code,
+            holder_code_type=request.holder_code_type,
+            issue_date=issue_date,
+            valid_from=valid_from,
+            valid_to=valid_to,
+            data=data,
+            qr_text=self.qr_text(payload),
+            license_number=number,
+        )
+        ofd, pdf = render(face, now)
+        documents = {"ofd": signer.seal_ofd(ofd), "pdf": signer.seal_pdf(pdf)}
+        holder_hash = self.holder_hash(holder_code)
+        record = canonicalize(
+            {
+                "action": "issue",
+                "identifier": identifier,
+                "version": 1,
+                "type": license_type.code,
+                "issuer": department.uscc,
+                "holder": holder_hash,
+                "valid_from": valid_from.isoformat(),
+                "valid_to": valid_to.isoformat() if valid_to else None,
+                "data_sha256": hashlib.sha256(canonicalize(data)).hexdigest(),
+                "documents": {
+                    fmt: hashlib.sha256(content).hexdigest() for fmt, content in documents.items()
+                },
+                "seal": signer.seal_id,
+                "at": now.isoformat(),
+            }
+        )
+        signature = signer.sign(record)
+        try:
+            with transaction(self._sessions, write=True) as session:
+                row = LicenseRow(
+                    identifier=identifier,
+                    lineage=_lineage(license_id),
+                    version=1,
+                    type_code=license_type.code,
+                    department=department.code,
+                    license_number=number,
+                    holder_name=holder_name,
+                    holder_code=holder_code,
+                    holder_code_type=request.holder_code_type,
+                    holder_hash=holder_hash,
+                    issue_date=issue_date,
+                    valid_from=valid_from,
+                    valid_to=valid_to,
+                    data=canonicalize(data).decode("utf-8"),
+                    status="valid",
+                    status_reason=None,
+                    status_changed_at=now,
+                    seal=signer.seal_id,
+                    qr_payload=payload,
+                    log_index=-1,
+                    issued_by=actor,
+                    created_at=now,
+                )
+                session.add(row)
+                session.flush()
+                (index,) = self.log.append(session, [record])
+                row.log_index = index
+                session.add_all(
+                    LicenseFileRow(
+                        license_id=row.id,
+                        format=fmt,
+                        content=content,
+                        sha256=hashlib.sha256(content).hexdigest(),
+                    )
+                    for fmt, content in documents.items()
+                )
+                session.add(
+                    LicenseEventRow(
+                        license_id=row.id,
+                        action="issue",
+                        actor=actor,
+                        reason=None,
+                        record=record,
+                        signature=signature,
+                        log_index=index,
+                        at=now,
+                    )
+                )
+                if idempotency_key is not None:
+                    session.add(
+                        IdempotencyRow(
+                            client=client or actor,
+                            key=idempotency_key,
+                            request_hash=request.fingerprint(),
+                            license_id=row.id,
+                            created_at=now,
+                        )
+                    )
+                checkpoint = self.log.sign_head(session)
+                issued = license_of(row)
+        except IntegrityError:
+            if idempotency_key is None:
+                raise
+            # Another request with the same key won the race: answer as it did, or refuse.
+            earlier = self._replay(client or actor, idempotency_key, request)
+            if earlier is None:
+                raise
+            return earlier
+        proof = self.log.inclusion_proof(issued.log_index, checkpoint.size)
+        return Issued(issued, checkpoint, proof)
+
+    def qr_text(self, payload: bytes) -> str:
+        """The QR code's text: our verify page with the payload in the fragment (a phone
+        camera opens it; the payload is not sent to the server unless the page asks)."""
+        return f"{self._verify_base}/v#{payload.decode('ascii')}"
+
+    def _replay(self, client: str, key: str, request: IssueRequest) -> Issued | None:
+        with transaction(self._sessions) as session:
+            found = session.get(IdempotencyRow, (client, key))
+            if found is None:
+                return None
+            if found.request_hash != request.fingerprint():
+                raise IdempotencyConflictError(
+                    f"Idempotency-Key {key!r} was used for a different request"
+                )
+            row = session.get(LicenseRow, found.license_id)
+            assert row is not None  # a foreign key holds it
+            issued = license_of(row)
+        checkpoint = self.log.latest()
+        proof = self.log.inclusion_proof(issued.log_index, checkpoint.size)
+        return Issued(issued, checkpoint, proof, replayed=True)
+
+    def _next_serial(self, type_code: str, issuer_code: str) -> int:
+        """The next serial of (type, issuer): one atomic upsert, so concurrent issuances never
+        share one (PostgreSQL and SQLite both do INSERT .. ON CONFLICT .. RETURNING)."""
+        with transaction(self._sessions, write=True) as session:
+            on_postgres = session.get_bind().dialect.name == "postgresql"
+            dialect = postgresql if on_postgres else sqlite
+            statement = dialect.insert(SerialCounterRow).values(
+                type_code=type_code, issuer_code=issuer_code, next_serial=2
+            )
+            statement = statement.on_conflict_do_update(
+                index_elements=["type_code", "issuer_code"],
+                set_={"next_serial": SerialCounterRow.next_serial + 1},
+            ).returning(SerialCounterRow.next_serial)
+            value = session.execute(statement).scalar_one()
+            return int(value) - 1
+
+
+def _lineage(license_id: LicenseId) -> str:
+    """The identifier without version and check character: every version shares it."""
+    return ".".join(str(license_id).split(".")[:-2])
+
+
+def _one_line(value: str | None, what: str, limit: int) -> str | None:
+    if value is None:
+        return None
+    text = value.strip()
+    if not text or len(text) > limit or any(_control(c) for c in text):
+        raise MalformedInputError(f"the {what} is one line of 1-{limit} characters")
+    return text
+
+
+def _control(char: str) -> bool:
+    return unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp")
+
+
+def _check_idempotency_key(key: str) -> None:
+    if not 1 <= len(key) <= 128 or not key.isprintable() or not key.isascii():
+        raise MalformedInputError("an Idempotency-Key is 1-128 printable ASCII characters")
