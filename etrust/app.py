@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from etrust.api import router as api_router
+from etrust.api_consent import router as consent_router
 from etrust.api_licenses import router as licenses_router
 from etrust.api_seals import router as seals_router
 from etrust.api_security import router as security_router
@@ -43,4 +44,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(security_router)
     app.include_router(seals_router)
     app.include_router(licenses_router)
+    app.include_router(consent_router)
     return app

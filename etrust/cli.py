@@ -21,7 +21,7 @@ from typing import Any
 
 from asn1crypto import keys
 
-from etrust import ceremony, devices, license_cli, seal_cli
+from etrust import ceremony, consent_cli, devices, license_cli, seal_cli
 from etrust import security_ops as ops
 from etrust.audit import AuditEvent
 from etrust.cli_io import actor, print_result, read_file
@@ -515,6 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     seal_cli.add_commands(sub, command)
     license_cli.add_commands(sub, command)
+    consent_cli.add_commands(sub, command)
 
     client = sub.add_parser("client", help="API clients").add_subparsers(
         dest="client_command", required=True

@@ -7,6 +7,7 @@ import json
 from datetime import date
 from typing import Any
 
+from etrust import import_cli
 from etrust.cli_io import actor, print_result, write_new
 from etrust.licenses import department_signer, license_lifecycle, license_service
 from etrust.pki import LOG_IDENTITY
@@ -178,6 +179,7 @@ def add_commands(sub: Any, command: Any) -> None:
         p.add_argument("id")
         p.add_argument("--reason", required=True)
         p.set_defaults(action=action)
+    import_cli.add_commands(lic, command)
 
     log = sub.add_parser("log", help="the license transparency log").add_subparsers(
         dest="log_command", required=True

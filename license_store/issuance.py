@@ -35,6 +35,7 @@ from license_store.records import License, license_of, today
 from license_store.registry import Registry
 from license_store.render import LicenseFace, render
 from license_store.translog import Checkpoint, TransparencyLog
+from license_store.types import LicenseType
 from signing.jcs import canonicalize
 from storage.engine import transaction
 from trust.clock import Clock, system_clock
@@ -75,6 +76,10 @@ class IssueRequest:
     data: Mapping[str, Any] = field(default_factory=dict)
     valid_from: date | None = None
     license_number: str | None = None
+    issue_date: date | None = None
+    """For historical licenses (bulk import): the date it was issued on paper."""
+    valid_to: date | None = None
+    """For historical licenses: the end printed on them (default: the type's rule)."""
 
     def fingerprint(self) -> str:
         """What an Idempotency-Key is bound to: the request's canonical JSON, hashed."""
@@ -89,6 +94,8 @@ class IssueRequest:
                     "data": dict(self.data),
                     "valid_from": self.valid_from.isoformat() if self.valid_from else None,
                     "license_number": self.license_number,
+                    "issue_date": self.issue_date.isoformat() if self.issue_date else None,
+                    "valid_to": self.valid_to.isoformat() if self.valid_to else None,
                 }
             )
         ).hexdigest()
@@ -152,9 +159,7 @@ class LicenseService:
         number = _one_line(request.license_number, "license number", 64)
         data = license_type.validate(request.data)
         now = self._clock()
-        issue_date = today(now)
-        valid_from = request.valid_from or issue_date
-        valid_to = license_type.valid_to(valid_from)
+        issue_date, valid_from, valid_to = _dates(request, license_type, today(now))
 
         serial = format_serial(self._next_serial(license_type.code, department.uscc), SERIAL_WIDTH)
         license_id = LicenseId(license_type.code, department.uscc, serial, 1)
@@ -319,6 +324,21 @@ class LicenseService:
             ).returning(SerialCounterRow.next_serial)
             value = session.execute(statement).scalar_one()
             return int(value) - 1
+
+
+def _dates(
+    request: IssueRequest, license_type: LicenseType, current: date
+) -> tuple[date, date, date | None]:
+    """Issue date, start and end of validity: today's and the type's rule, or those given
+    (a historical license keeps its own, but none lies in the future or ends before it starts)."""
+    issue_date = request.issue_date or current
+    if issue_date > current:
+        raise MalformedInputError("a license cannot be issued on a future date")
+    valid_from = request.valid_from or issue_date
+    valid_to = request.valid_to or license_type.valid_to(valid_from)
+    if valid_to is not None and valid_to < valid_from:
+        raise MalformedInputError("a license's validity cannot end before it starts")
+    return issue_date, valid_from, valid_to
 
 
 def _lineage(license_id: LicenseId) -> str:
