@@ -13,14 +13,15 @@ import hashlib
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Protocol
 
+from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from license_store.errors import IdempotencyConflictError, LicenseDataError
+from license_store.errors import IdempotencyConflictError, LicenseDataError, LicenseStateError
 from license_store.holder_codes import check_holder_code, holder_code_hash
 from license_store.identifiers import LicenseId, format_serial
 from license_store.models import (
@@ -31,15 +32,15 @@ from license_store.models import (
     SerialCounterRow,
 )
 from license_store.qr_payload import make_payload
-from license_store.records import License, license_of, today
-from license_store.registry import Registry
+from license_store.records import License, license_of, row_by_identifier, today
+from license_store.registry import Department, Registry
 from license_store.render import LicenseFace, render
 from license_store.translog import Checkpoint, TransparencyLog
 from license_store.types import LicenseType
 from signing.jcs import canonicalize
 from storage.engine import transaction
 from trust.clock import Clock, system_clock
-from trust.errors import MalformedInputError
+from trust.errors import ForbiddenError, MalformedInputError
 
 SERIAL_WIDTH = 10
 
@@ -102,6 +103,49 @@ class IssueRequest:
 
 
 @dataclass(frozen=True)
+class Amendment:
+    """What an amendment changes (None: unchanged); ``data`` replaces all fields."""
+
+    reason: str
+    data: Mapping[str, Any] | None = None
+    holder_name: str | None = None
+    license_number: str | None = None
+    valid_to: date | None = None
+
+
+@dataclass(frozen=True)
+class _Content:
+    """What one version of a license says."""
+
+    license_type: LicenseType
+    department: Department
+    license_id: LicenseId
+    holder_name: str
+    holder_code: str
+    holder_code_type: str
+    number: str | None
+    data: dict[str, Any]
+    issue_date: date
+    valid_from: date
+    valid_to: date | None
+
+
+@dataclass(frozen=True)
+class _Made:
+    """A license version made and signed, ready to store."""
+
+    content: _Content
+    payload: bytes
+    documents: dict[str, bytes]
+    holder_hash: str
+    action: str
+    record: bytes
+    signature: bytes
+    seal_id: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class Issued:
     license: License
     checkpoint: Checkpoint
@@ -160,111 +204,24 @@ class LicenseService:
         data = license_type.validate(request.data)
         now = self._clock()
         issue_date, valid_from, valid_to = _dates(request, license_type, today(now))
-
         serial = format_serial(self._next_serial(license_type.code, department.uscc), SERIAL_WIDTH)
-        license_id = LicenseId(license_type.code, department.uscc, serial, 1)
-        identifier = str(license_id)
-        payload = make_payload(
-            identifier=identifier,
-            version=1,
-            type_code=license_type.code,
-            issuer_code=department.uscc,
-            issue_date=issue_date,
-            valid_from=valid_from,
-            valid_to=valid_to,
-            holder_name=holder_name,
-            holder_code=holder_code,
-            key_id=signer.key_id,
-            sign=signer.sign,
-        )
-        face = LicenseFace(
+        content = _Content(
             license_type=license_type,
-            identifier=identifier,
-            issuer_name=department.name,
-            issuer_code=department.uscc,
+            department=department,
+            license_id=LicenseId(license_type.code, department.uscc, serial, 1),
             holder_name=holder_name,
             holder_code=holder_code,
             holder_code_type=request.holder_code_type,
+            number=number,
+            data=data,
             issue_date=issue_date,
             valid_from=valid_from,
             valid_to=valid_to,
-            data=data,
-            qr_text=self.qr_text(payload),
-            license_number=number,
         )
-        ofd, pdf = render(face, now)
-        documents = {"ofd": signer.seal_ofd(ofd), "pdf": signer.seal_pdf(pdf)}
-        holder_hash = self.holder_hash(holder_code)
-        record = canonicalize(
-            {
-                "action": "issue",
-                "identifier": identifier,
-                "version": 1,
-                "type": license_type.code,
-                "issuer": department.uscc,
-                "holder": holder_hash,
-                "valid_from": valid_from.isoformat(),
-                "valid_to": valid_to.isoformat() if valid_to else None,
-                "data_sha256": hashlib.sha256(canonicalize(data)).hexdigest(),
-                "documents": {
-                    fmt: hashlib.sha256(content).hexdigest() for fmt, content in documents.items()
-                },
-                "seal": signer.seal_id,
-                "at": now.isoformat(),
-            }
-        )
-        signature = signer.sign(record)
+        made = self._make(content, signer, now, "issue", {})
         try:
             with transaction(self._sessions, write=True) as session:
-                row = LicenseRow(
-                    identifier=identifier,
-                    lineage=_lineage(license_id),
-                    version=1,
-                    type_code=license_type.code,
-                    department=department.code,
-                    license_number=number,
-                    holder_name=holder_name,
-                    holder_code=holder_code,
-                    holder_code_type=request.holder_code_type,
-                    holder_hash=holder_hash,
-                    issue_date=issue_date,
-                    valid_from=valid_from,
-                    valid_to=valid_to,
-                    data=canonicalize(data).decode("utf-8"),
-                    status="valid",
-                    status_reason=None,
-                    status_changed_at=now,
-                    seal=signer.seal_id,
-                    qr_payload=payload,
-                    log_index=-1,
-                    issued_by=actor,
-                    created_at=now,
-                )
-                session.add(row)
-                session.flush()
-                (index,) = self.log.append(session, [record])
-                row.log_index = index
-                session.add_all(
-                    LicenseFileRow(
-                        license_id=row.id,
-                        format=fmt,
-                        content=content,
-                        sha256=hashlib.sha256(content).hexdigest(),
-                    )
-                    for fmt, content in documents.items()
-                )
-                session.add(
-                    LicenseEventRow(
-                        license_id=row.id,
-                        action="issue",
-                        actor=actor,
-                        reason=None,
-                        record=record,
-                        signature=signature,
-                        log_index=index,
-                        at=now,
-                    )
-                )
+                row = self._store(session, made, actor, None)
                 if idempotency_key is not None:
                     session.add(
                         IdempotencyRow(
@@ -287,6 +244,187 @@ class LicenseService:
             return earlier
         proof = self.log.inclusion_proof(issued.log_index, checkpoint.size)
         return Issued(issued, checkpoint, proof)
+
+    def amend(
+        self,
+        identifier: str,
+        changes: Amendment,
+        signer: LicenseSigner,
+        actor: str,
+        *,
+        department: str | None = None,
+    ) -> Issued:
+        """A new version of a license (version + 1, a new identifier, new sealed documents);
+        the old version becomes superseded in the same transaction. ``department`` (a
+        department client's) must be the issuer. The holder's code cannot change: another
+        holder is another license."""
+        reason = " ".join(changes.reason.split())
+        if not 1 <= len(reason) <= 500:
+            raise MalformedInputError("give a reason of 1-500 characters")
+        with transaction(self._sessions) as session:
+            old = license_of(row_by_identifier(session, identifier))
+        if department is not None and old.department != department:
+            raise ForbiddenError("only the issuing department amends a license")
+        if old.status != "valid":
+            raise LicenseStateError(f"a {old.status} license cannot be amended")
+        license_type, dept = self.registry.issuing(old.type_code, old.department)
+        now = self._clock()
+        valid_to = changes.valid_to if changes.valid_to is not None else old.valid_to
+        if valid_to is not None and valid_to < old.valid_from:
+            raise MalformedInputError("a license's validity cannot end before it starts")
+        content = _Content(
+            license_type=license_type,
+            department=dept,
+            license_id=LicenseId.parse(old.identifier).with_version(old.version + 1),
+            holder_name=_one_line(changes.holder_name, "holder name", 200) or old.holder_name,
+            holder_code=old.holder_code,
+            holder_code_type=old.holder_code_type,
+            number=_one_line(changes.license_number, "license number", 64) or old.license_number,
+            data=license_type.validate(changes.data if changes.data is not None else old.data),
+            issue_date=today(now),
+            valid_from=old.valid_from,
+            valid_to=valid_to,
+        )
+        made = self._make(
+            content, signer, now, "amend", {"previous": old.identifier, "reason": reason}
+        )
+        with transaction(self._sessions, write=True) as session:
+            superseded = session.execute(
+                update(LicenseRow)
+                .where(LicenseRow.id == old.id, LicenseRow.status == "valid")
+                .values(
+                    status="superseded",
+                    status_reason=f"amended: {content.license_id}",
+                    status_changed_at=now,
+                )
+            )
+            if superseded.rowcount != 1:  # type: ignore[attr-defined]
+                raise LicenseStateError("the license changed meanwhile; read it and try again")
+            row = self._store(session, made, actor, reason)
+            checkpoint = self.log.sign_head(session)
+            issued = license_of(row)
+        proof = self.log.inclusion_proof(issued.log_index, checkpoint.size)
+        return Issued(issued, checkpoint, proof)
+
+    def _make(
+        self,
+        content: _Content,
+        signer: LicenseSigner,
+        now: datetime,
+        action: str,
+        extra: Mapping[str, Any],
+    ) -> _Made:
+        """Everything of a license version that is signed, made outside any transaction: the
+        QR payload, the sealed OFD and PDF, the event record and its signature."""
+        identifier = str(content.license_id)
+        payload = make_payload(
+            identifier=identifier,
+            version=content.license_id.version,
+            type_code=content.license_type.code,
+            issuer_code=content.department.uscc,
+            issue_date=content.issue_date,
+            valid_from=content.valid_from,
+            valid_to=content.valid_to,
+            holder_name=content.holder_name,
+            holder_code=content.holder_code,
+            key_id=signer.key_id,
+            sign=signer.sign,
+        )
+        face = LicenseFace(
+            license_type=content.license_type,
+            identifier=identifier,
+            issuer_name=content.department.name,
+            issuer_code=content.department.uscc,
+            holder_name=content.holder_name,
+            holder_code=content.holder_code,
+            holder_code_type=content.holder_code_type,
+            issue_date=content.issue_date,
+            valid_from=content.valid_from,
+            valid_to=content.valid_to,
+            data=content.data,
+            qr_text=self.qr_text(payload),
+            license_number=content.number,
+        )
+        ofd, pdf = render(face, now)
+        documents = {"ofd": signer.seal_ofd(ofd), "pdf": signer.seal_pdf(pdf)}
+        holder_hash = self.holder_hash(content.holder_code)
+        record = canonicalize(
+            {
+                "action": action,
+                "identifier": identifier,
+                "version": content.license_id.version,
+                "type": content.license_type.code,
+                "issuer": content.department.uscc,
+                "holder": holder_hash,
+                "valid_from": content.valid_from.isoformat(),
+                "valid_to": content.valid_to.isoformat() if content.valid_to else None,
+                "data_sha256": hashlib.sha256(canonicalize(content.data)).hexdigest(),
+                "documents": {
+                    fmt: hashlib.sha256(data).hexdigest() for fmt, data in documents.items()
+                },
+                "seal": signer.seal_id,
+                "at": now.isoformat(),
+                **extra,
+            }
+        )
+        return _Made(
+            content, payload, documents, holder_hash, action, record, signer.sign(record),
+            signer.seal_id, now,
+        )  # fmt: skip
+
+    def _store(self, session: Session, made: _Made, actor: str, reason: str | None) -> LicenseRow:
+        """The license version, its documents, its event and its log entry (in ``session``)."""
+        content = made.content
+        row = LicenseRow(
+            identifier=str(content.license_id),
+            lineage=_lineage(content.license_id),
+            version=content.license_id.version,
+            type_code=content.license_type.code,
+            department=content.department.code,
+            license_number=content.number,
+            holder_name=content.holder_name,
+            holder_code=content.holder_code,
+            holder_code_type=content.holder_code_type,
+            holder_hash=made.holder_hash,
+            issue_date=content.issue_date,
+            valid_from=content.valid_from,
+            valid_to=content.valid_to,
+            data=canonicalize(content.data).decode("utf-8"),
+            status="valid",
+            status_reason=None,
+            status_changed_at=made.at,
+            seal=made.seal_id,
+            qr_payload=made.payload,
+            log_index=-1,
+            issued_by=actor,
+            created_at=made.at,
+        )
+        session.add(row)
+        session.flush()
+        (index,) = self.log.append(session, [made.record])
+        row.log_index = index
+        session.add_all(
+            LicenseFileRow(
+                license_id=row.id,
+                format=fmt,
+                content=data,
+                sha256=hashlib.sha256(data).hexdigest(),
+            )
+            for fmt, data in made.documents.items()
+        )
+        session.add(
+            LicenseEventRow(
+                license_id=row.id,
+                action=made.action,
+                actor=actor,
+                reason=reason,
+                record=made.record,
+                signature=made.signature,
+                log_index=index,
+                at=made.at,
+            )
+        )
+        return row
 
     def qr_text(self, payload: bytes) -> str:
         """The QR code's text: our verify page with the payload in the fragment (a phone
