@@ -14,7 +14,7 @@ from etrust.api import ClientDep, require_role
 from etrust.licenses import department_signer, license_lifecycle, license_service
 from etrust.pki_routes import ServicesDep
 from etrust.store import ApiClient
-from license_store.issuance import Issued, IssueRequest
+from license_store.issuance import Amendment, Issued, IssueRequest
 from license_store.records import (
     FORMATS,
     License,
@@ -45,6 +45,15 @@ class LicenseIn(BaseModel):
     valid_from: date | None = None
     license_number: str | None = Field(None, max_length=64)
     seal: str | None = Field(None, max_length=32, description="the seal to use (default: SM2)")
+
+
+class AmendIn(BaseModel):
+    reason: str = Field(max_length=500)
+    data: dict[str, Any] | None = Field(None, description="all the fields (replaces them)")
+    holder_name: str | None = Field(None, max_length=200)
+    license_number: str | None = Field(None, max_length=64)
+    valid_to: date | None = None
+    seal: str | None = Field(None, max_length=32)
 
 
 class StatusIn(BaseModel):
@@ -198,6 +207,31 @@ def change_status(
         "status": change.license.status,
         "log": {"index": change.log_index, "checkpoint": change.checkpoint.to_dict()},
     }
+
+
+@router.post("/licenses/{identifier}/versions", status_code=201, summary="Amend: a new version")
+def amend_license(
+    identifier: str, body: AmendIn, client: ClientDep, services: ServicesDep
+) -> dict[str, Any]:
+    """A new version with a new identifier and new sealed documents; the old version is
+    superseded (verifiers scanning it are told so)."""
+    require_role(client, ISSUING_ROLES)
+    rt = services.runtime
+    lic = _readable(client, services, identifier)
+    issued = license_service(rt).amend(
+        lic.identifier,
+        Amendment(
+            reason=body.reason,
+            data=body.data,
+            holder_name=body.holder_name,
+            license_number=body.license_number,
+            valid_to=body.valid_to,
+        ),
+        department_signer(rt, lic.department, body.seal),
+        f"api:{client.name}",
+        department=client.department if client.role == "department" else None,
+    )
+    return {**_issued(services, issued), "previous": lic.identifier}
 
 
 # --- the transparency log (public) ----------------------------------------------------------

@@ -13,7 +13,7 @@ from etrust.licenses import department_signer, license_lifecycle, license_servic
 from etrust.pki import LOG_IDENTITY
 from etrust.runtime import Runtime
 from license_store.holder_codes import HOLDER_CODE_TYPES
-from license_store.issuance import IssueRequest
+from license_store.issuance import Amendment, IssueRequest
 from license_store.records import FORMATS, document_of, events_of, license_of, row_by_identifier
 from storage.engine import transaction
 from trust.clock import system_clock
@@ -123,6 +123,36 @@ def cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_amend(rt: Runtime, args: argparse.Namespace) -> int:
+    data = None
+    if args.data is not None:
+        try:
+            data = json.loads(args.data)
+        except json.JSONDecodeError as exc:
+            raise MalformedInputError(f"--data is not JSON: {exc.msg}") from exc
+    with transaction(rt.sessions) as session:
+        old = license_of(row_by_identifier(session, args.id))
+    issued = license_service(rt).amend(
+        old.identifier,
+        Amendment(
+            reason=args.reason,
+            data=data,
+            holder_name=args.holder_name,
+            license_number=args.number,
+            valid_to=date.fromisoformat(args.valid_to) if args.valid_to else None,
+        ),
+        department_signer(rt, old.department, args.seal),
+        actor(),
+    )
+    lic = issued.license
+    print_result(
+        args,
+        {"identifier": lic.identifier, "version": lic.version, "previous": old.identifier},
+        f"{lic.identifier} (version {lic.version}) supersedes {old.identifier}",
+    )
+    return 0
+
+
 def cmd_log_verify(rt: Runtime, args: argparse.Namespace) -> int:
     identity = rt.identities.get(LOG_IDENTITY)
     keys = [rt.keys.find(identity.key_uri).public_key_info] if identity else []
@@ -179,6 +209,14 @@ def add_commands(sub: Any, command: Any) -> None:
         p.add_argument("id")
         p.add_argument("--reason", required=True)
         p.set_defaults(action=action)
+    p = command("amend", cmd_amend, "a new version of a license (the old one superseded)", lic)
+    p.add_argument("id")
+    p.add_argument("--reason", required=True)
+    p.add_argument("--data", help="all the license's fields as a JSON object (replaces them)")
+    p.add_argument("--holder-name")
+    p.add_argument("--number")
+    p.add_argument("--valid-to", help="YYYY-MM-DD: a new end of validity")
+    p.add_argument("--seal", help="the seal to use (default: the department's SM2 seal)")
     import_cli.add_commands(lic, command)
 
     log = sub.add_parser("log", help="the license transparency log").add_subparsers(

@@ -370,6 +370,61 @@ def test_cli_issue_show_export(
     assert code == 1 and "HOLDER_CODE_INVALID" in err
 
 
+def test_amend_makes_a_new_version_and_supersedes_the_old(
+    home: Path, client: TestClient, department: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = client.post("/api/v1/licenses", json=issue_body(8), headers=department).json()
+    old = first["identifier"]
+    size = client.get("/api/v1/log/checkpoint").json()["size"]
+    data = {"gender": "女", "birth_date": "1985-11-21", "category": "建筑电工"}
+    resp = client.post(
+        f"/api/v1/licenses/{old}/versions",
+        json={"reason": "增加操作类别", "data": data},
+        headers=department,
+    )
+    assert resp.status_code == 201, resp.text
+    amended = resp.json()
+    new = amended["identifier"]
+    assert amended["previous"] == old and amended["version"] == 2
+    assert LicenseId.parse(new) == LicenseId.parse(old).with_version(2)
+    assert amended["log"]["checkpoint"]["size"] == size + 1
+    shown_old = client.get(f"/api/v1/licenses/{old}", headers=department).json()
+    assert shown_old["status"] == "superseded" and new in shown_old["status_reason"]
+    lineage = new.rsplit(".", 2)[0]
+    newest = client.get(f"/api/v1/licenses/{lineage}", headers=department).json()
+    assert (newest["identifier"], newest["data"]["category"]) == (new, "建筑电工")
+    path = home / "amended.pdf"
+    path.write_bytes(client.get(f"/api/v1/licenses/{new}/document.pdf", headers=department).content)
+    code, out, err = run(capsys, "--home", str(home), "verify", str(path))
+    assert code == 0, out + err
+    again = client.post(
+        f"/api/v1/licenses/{old}/versions", json={"reason": "再改"}, headers=department
+    )
+    assert (again.status_code, again.json()["code"]) == (409, "LICENSE_STATE")
+    bad = client.post(
+        f"/api/v1/licenses/{new}/versions",
+        json={"reason": "错误数据", "data": {"gender": "男"}},
+        headers=department,
+    )
+    assert (bad.status_code, bad.json()["code"]) == (422, "LICENSE_DATA_INVALID")
+
+
+def test_a_historical_license_past_its_end_reads_expired(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(
+        capsys, "--home", str(home), "license", "issue", "--type", WORKER.code,
+        "--department", DEMO_DEPARTMENT_CODE, "--holder-name", "赵六",
+        "--holder-code", person_id(9), "--data", json.dumps(WORKER.example),
+        "--valid-from", "2019-01-01", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    identifier = json.loads(out)["identifier"]
+    code, out, _ = run(capsys, "--home", str(home), "license", "show", identifier, "--json")
+    shown = json.loads(out)
+    assert (shown["valid_to"], shown["status"]) == ("2021-01-01", "expired")
+
+
 def test_log_verify_finds_a_rewritten_entry(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Runs last in this module: it damages the log."""
     rt = open_runtime(load_settings(home))
