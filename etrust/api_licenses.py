@@ -11,7 +11,12 @@ from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel, Field
 
 from etrust.api import ClientDep, require_role
-from etrust.licenses import department_signer, license_lifecycle, license_service
+from etrust.licenses import (
+    department_signer,
+    license_lifecycle,
+    license_service,
+    status_lists,
+)
 from etrust.pki_routes import ServicesDep
 from etrust.store import ApiClient
 from license_store.issuance import Amendment, Issued, IssueRequest
@@ -235,6 +240,18 @@ def amend_license(
 
 
 # --- the transparency log (public) ----------------------------------------------------------
+
+
+@router.get("/status-list", summary="The signed list of licenses that are not valid")
+def status_list(services: ServicesDep) -> Response:
+    """For offline verifiers: suspended, revoked, superseded and expired licenses, numbered by
+    the log size and signed by the log key; cacheable for a day."""
+    listed = status_lists(services.runtime).current()
+    return Response(
+        listed.to_json(),
+        media_type="application/json",
+        headers={"Cache-Control": "public, max-age=300"},
+    )
 
 
 @router.get("/log/checkpoint", summary="The newest signed checkpoint of the license log")

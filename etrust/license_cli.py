@@ -9,7 +9,7 @@ from typing import Any
 
 from etrust import import_cli
 from etrust.cli_io import actor, print_result, write_new
-from etrust.licenses import department_signer, license_lifecycle, license_service
+from etrust.licenses import department_signer, license_lifecycle, license_service, status_lists
 from etrust.pki import LOG_IDENTITY
 from etrust.runtime import Runtime
 from license_store.holder_codes import HOLDER_CODE_TYPES
@@ -153,6 +153,29 @@ def cmd_amend(rt: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_expire(rt: Runtime, args: argparse.Namespace) -> int:
+    changes = license_lifecycle(rt).expire_due(
+        lambda department, seal: department_signer(rt, department, seal), actor()
+    )
+    print_result(
+        args,
+        {"expired": [c.license.identifier for c in changes]},
+        f"{len(changes)} licenses recorded as expired",
+    )
+    return 0
+
+
+def cmd_status_list(rt: Runtime, args: argparse.Namespace) -> int:
+    listed = status_lists(rt).current()
+    write_new(args.out, listed.to_json())
+    print_result(
+        args,
+        {"number": listed.number, "out": args.out},
+        f"status list {listed.number} written to {args.out}",
+    )
+    return 0
+
+
 def cmd_log_verify(rt: Runtime, args: argparse.Namespace) -> int:
     identity = rt.identities.get(LOG_IDENTITY)
     keys = [rt.keys.find(identity.key_uri).public_key_info] if identity else []
@@ -217,6 +240,14 @@ def add_commands(sub: Any, command: Any) -> None:
     p.add_argument("--number")
     p.add_argument("--valid-to", help="YYYY-MM-DD: a new end of validity")
     p.add_argument("--seal", help="the seal to use (default: the department's SM2 seal)")
+    command(
+        "expire",
+        cmd_expire,
+        "record the expiry of licenses past their validity (run daily, e.g. from cron)",
+        lic,
+    )
+    p = command("status-list", cmd_status_list, "write the signed status list", lic)
+    p.add_argument("--out", required=True)
     import_cli.add_commands(lic, command)
 
     log = sub.add_parser("log", help="the license transparency log").add_subparsers(

@@ -19,6 +19,7 @@ from license_store.issuance import LicenseService
 from license_store.lifecycle import LicenseLifecycle
 from license_store.qr_payload import key_id_of
 from license_store.render import SEAL_BOX_MM, seal_box_pdf
+from license_store.status_list import StatusLists
 from license_store.translog import TransparencyLog
 from trust.errors import ConfigurationError, NotFoundError
 
@@ -56,6 +57,19 @@ def license_service(rt: Runtime) -> LicenseService:
             verify_base_url=rt.settings.base_url,
         )
         rt.__dict__["_licenses"] = cached
+    return cached
+
+
+def status_lists(rt: Runtime) -> StatusLists:
+    """The runtime's signed status lists (signed by the log key)."""
+    cached: StatusLists | None = rt.__dict__.get("_status_lists")
+    if cached is None:
+        identity = rt.identities.get(LOG_IDENTITY)
+        if identity is None:
+            raise ConfigurationError("no log key: run etrust init")
+        service = license_service(rt)
+        cached = StatusLists(rt.sessions, service.log, rt.keys.find(identity.key_uri))
+        rt.__dict__["_status_lists"] = cached
     return cached
 
 

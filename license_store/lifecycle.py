@@ -1,4 +1,4 @@
-"""Changes of a license's status after issuance: suspend, resume, revoke.
+"""Changes of a license's status after issuance: suspend, resume, revoke, expire.
 
 Each change is a signed record (by the issuing department's seal key) appended to the
 transparency log, in the same transaction as the new status, so the status a verifier reads
@@ -7,14 +7,16 @@ and the log an auditor checks cannot disagree.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from license_store.errors import LicenseStateError
 from license_store.issuance import LicenseSigner
-from license_store.models import LicenseEventRow
-from license_store.records import License, license_of, row_by_identifier
+from license_store.models import LicenseEventRow, LicenseRow
+from license_store.records import License, license_of, row_by_identifier, today
 from license_store.translog import Checkpoint, TransparencyLog
 from signing.jcs import canonicalize
 from storage.engine import transaction
@@ -25,6 +27,7 @@ TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "suspend": (("valid",), "suspended"),
     "resume": (("suspended",), "valid"),
     "revoke": (("valid", "suspended"), "revoked"),
+    "expire": (("valid", "suspended"), "expired"),
 }
 """action -> (statuses it may start from, status it leaves)."""
 
@@ -58,6 +61,54 @@ class LicenseLifecycle:
         the issuer. Revoking needs a reason; a revoked license stays revoked."""
         if action not in TRANSITIONS:
             raise MalformedInputError(f"a license can be {', '.join(TRANSITIONS)}d")
+        if action == "expire":
+            raise MalformedInputError("licenses expire by date (see expire_due), not by hand")
+        return self._change(identifier, action, reason, signer, actor, department=department)
+
+    def expire_due(
+        self, signer_for: Callable[[str, str], LicenseSigner], actor: str
+    ) -> list[StatusChange]:
+        """Record the expiry of every license whose validity ended before today (Beijing
+        date): a signed, logged event each, so the log shows when the registry noticed.
+        ``signer_for(department, seal)`` gives the issuing department's seal."""
+        day = today(self._clock())
+        with transaction(self._sessions) as session:
+            due = session.execute(
+                select(
+                    LicenseRow.identifier,
+                    LicenseRow.department,
+                    LicenseRow.seal,
+                    LicenseRow.valid_to,
+                )
+                .where(LicenseRow.status.in_(("valid", "suspended")), LicenseRow.valid_to < day)
+                .order_by(LicenseRow.id)
+            ).all()
+        changes = []
+        for identifier, department, seal, valid_to in due:
+            try:
+                changes.append(
+                    self._change(
+                        identifier,
+                        "expire",
+                        f"validity ended {valid_to}",
+                        signer_for(department, seal),
+                        actor,
+                    )
+                )
+            except LicenseStateError:  # changed meanwhile (revoked, say): nothing to expire
+                continue
+        return changes
+
+    def _change(
+        self,
+        identifier: str,
+        action: str,
+        reason: str,
+        signer: LicenseSigner,
+        actor: str,
+        *,
+        department: str | None = None,
+    ) -> StatusChange:
         reason = " ".join(reason.split())
         if not 1 <= len(reason) <= 500:
             raise MalformedInputError("give a reason of 1-500 characters")

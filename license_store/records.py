@@ -17,8 +17,9 @@ from trust.errors import MalformedInputError, NotFoundError
 CHINA = timezone(timedelta(hours=8))
 """Dates on licenses are Beijing dates: a license issued at 07:00 on 1 March is of 1 March."""
 
-STATUSES = ("valid", "suspended", "revoked", "superseded")
-"""Stored statuses; "expired" is read off the date (see :meth:`License.status_on`)."""
+STATUSES = ("valid", "suspended", "revoked", "superseded", "expired")
+"""Stored statuses. A license past its end reads "expired" before the daily sweep records it
+(see :meth:`License.status_on`)."""
 
 FORMATS = ("ofd", "pdf")
 

@@ -33,11 +33,13 @@ from license_store.models import (
     LogEntryRow,
     LogNodeRow,
 )
+from license_store.status_list import read_status_list
 from license_store.translog import verify_checkpoint
 from storage.engine import transaction
 from tests.db_fixtures import postgres_url
 from tests.officers import api_headers
 from trust import merkle
+from trust.errors import InvalidSignatureError, MalformedInputError
 
 pytest_plugins = ["tests.db_fixtures"]
 
@@ -423,6 +425,38 @@ def test_a_historical_license_past_its_end_reads_expired(
     code, out, _ = run(capsys, "--home", str(home), "license", "show", identifier, "--json")
     shown = json.loads(out)
     assert (shown["valid_to"], shown["status"]) == ("2021-01-01", "expired")
+
+
+def test_expiry_sweep_and_the_signed_status_list(
+    home: Path, client: TestClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "--home", str(home), "license", "expire", "--json")
+    assert code == 0, err
+    expired = json.loads(out)["expired"]
+    assert expired  # the historical license of the test above
+    code, out, _ = run(capsys, "--home", str(home), "license", "expire", "--json")
+    assert json.loads(out)["expired"] == []  # recorded once
+    code, out, _ = run(capsys, "--home", str(home), "license", "show", expired[0], "--json")
+    assert [e["action"] for e in json.loads(out)["events"]] == ["issue", "expire"]
+
+    resp = client.get("/api/v1/status-list")
+    assert resp.status_code == 200
+    rt = open_runtime(load_settings(home))
+    try:
+        key = _log_public_key(rt)
+        listed = read_status_list(resp.content, key)
+        assert listed["number"] == license_service(rt).log.size()
+    finally:
+        rt.close()
+    statuses = {e["id"]: e["status"] for e in listed["entries"]}
+    assert statuses[expired[0]] == "expired"
+    assert {"revoked", "superseded", "expired"} <= set(statuses.values())
+    assert "holder" not in resp.text and person_id(7) not in resp.text  # no personal data
+    forged = resp.content.replace(b'"revoked"', b'"valid"', 1)
+    with pytest.raises(InvalidSignatureError):
+        read_status_list(forged, key)
+    with pytest.raises(MalformedInputError):
+        read_status_list(b"not json", key)
 
 
 def test_log_verify_finds_a_rewritten_entry(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
