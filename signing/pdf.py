@@ -574,28 +574,101 @@ async def _signing_context(
     )
 
 
+@dataclass(frozen=True)
+class _EncodedImage:
+    """An image XObject's dictionary entries and Flate-compressed samples (and its alpha
+    channel's): a seal signs thousands of documents with the same picture, so it is decoded
+    and compressed once."""
+
+    width: int
+    height: int
+    colour_space: str
+    samples: bytes
+    alpha: bytes | None
+
+
+@functools.lru_cache(maxsize=32)
+def _encoded_image(png: bytes) -> _EncodedImage:
+    import zlib
+
+    from PIL import Image, UnidentifiedImageError
+
+    image: Image.Image
+    try:
+        image = Image.open(io.BytesIO(png))
+        image.load()
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise MalformedInputError(f"the stamp is not a readable image: {exc}") from exc
+    if image.mode not in ("RGB", "RGBA", "L", "LA"):
+        image = image.convert("RGBA")
+    alpha = None
+    if image.mode.endswith("A"):
+        alpha = zlib.compress(image.getchannel("A").tobytes())
+        image = image.convert(image.mode[:-1])
+    return _EncodedImage(
+        image.width,
+        image.height,
+        "/DeviceGray" if image.mode == "L" else "/DeviceRGB",
+        zlib.compress(image.tobytes()),
+        alpha,
+    )
+
+
+class _StampImage(PdfImage):  # type: ignore[misc]
+    """pyhanko's image content over an :class:`_EncodedImage` (no re-encoding per PDF)."""
+
+    def __init__(self, encoded: _EncodedImage) -> None:
+        from PIL import Image
+
+        # pyhanko sizes the box from the image; a 1x1 stand-in of the right size is enough
+        super().__init__(
+            Image.new("L", (1, 1)), box=layout.BoxConstraints(encoded.width, encoded.height)
+        )
+        self._encoded = encoded
+
+    @property
+    def image_ref(self) -> generic.IndirectObject:
+        ref = self._image_ref
+        writer = self.writer
+        assert writer is not None  # pyhanko sets it before rendering
+        if ref is None or ref.get_pdf_handler() is not writer:  # type: ignore[no-untyped-call]
+            self._image_ref = ref = _write_image(self._encoded, writer)
+        return ref
+
+
+def _write_image(encoded: _EncodedImage, writer: BasePdfFileWriter) -> generic.IndirectObject:
+    def xobject(samples: bytes, colour_space: str, extra: dict[str, Any]) -> Any:
+        entries = {
+            generic.NameObject("/Type"): generic.NameObject("/XObject"),
+            generic.NameObject("/Subtype"): generic.NameObject("/Image"),
+            generic.NameObject("/Width"): generic.NumberObject(encoded.width),  # type: ignore[no-untyped-call]
+            generic.NameObject("/Height"): generic.NumberObject(encoded.height),  # type: ignore[no-untyped-call]
+            generic.NameObject("/BitsPerComponent"): generic.NumberObject(8),  # type: ignore[no-untyped-call]
+            generic.NameObject("/ColorSpace"): generic.NameObject(colour_space),
+            generic.NameObject("/Filter"): generic.NameObject("/FlateDecode"),
+            **extra,
+        }
+        stream = generic.StreamObject(generic.DictionaryObject(entries), encoded_data=samples)  # type: ignore[no-untyped-call]
+        return writer.add_object(stream)  # type: ignore[no-untyped-call]
+
+    extra: dict[str, Any] = {}
+    if encoded.alpha is not None:
+        extra[generic.NameObject("/SMask")] = xobject(encoded.alpha, "/DeviceGray", {})
+    return xobject(encoded.samples, encoded.colour_space, extra)  # type: ignore[no-any-return]
+
+
 def _stamp_setup(
     field_name: str, stamp: Stamp, writer: IncrementalPdfFileWriter
 ) -> tuple[SigFieldSpec, Any]:
-    from PIL import Image, UnidentifiedImageError
-
     x, y, w, h = stamp.box_mm
     if w <= 0 or h <= 0:
         raise MalformedInputError("a stamp box has a positive width and height")
     pages = int(writer.root["/Pages"]["/Count"])
     if not 0 <= stamp.page < pages:
         raise MalformedInputError(f"page {stamp.page} does not exist (the PDF has {pages})")
-    image: Image.Image
-    try:
-        image = Image.open(io.BytesIO(stamp.png))
-        image.load()
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise MalformedInputError(f"the stamp is not a readable image: {exc}") from exc
-    if image.mode not in ("RGB", "RGBA", "L", "LA"):
-        image = image.convert("RGBA")
     box = tuple(round(v * _PT_PER_MM) for v in (x, y, x + w, y + h))
     spec = SigFieldSpec(sig_field_name=field_name, on_page=stamp.page, box=box)  # type: ignore[arg-type]
-    background: PdfContent = PdfImage(image)
+    background: PdfContent = _StampImage(_encoded_image(stamp.png))
     common: dict[str, Any] = {
         "background": background,
         "background_opacity": 1.0,

@@ -43,7 +43,7 @@ def qr_symbol(payload: str, *, level: str = "M", scale: int = 4) -> QrSymbol:
     height, width, pixels = _pixels(code.to_image(scale=scale, add_quiet_zones=True))
     picture = Image.frombytes("L", (width, height), pixels).convert("1")
     out = io.BytesIO()
-    picture.save(out, format="PNG", optimize=True)
+    picture.save(out, format="PNG")  # optimize=True costs more than it saves here
     return QrSymbol(out.getvalue(), (modules - 17) // 4, modules)
 
 
