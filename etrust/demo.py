@@ -18,10 +18,14 @@ DEMO_DEPARTMENT_USCC = "11152500MB00000012"
 DEMO_AREA = "152500"
 DEMO_CLIENT = "demo-ra"
 DEMO_TOKEN_FILE = "demo-api-token.txt"  # noqa: S105 (a file name, not a secret)
+DEMO_DEPARTMENT_CLIENT = "demo-department"
+DEMO_DEPARTMENT_TOKEN_FILE = "demo-department-token.txt"  # noqa: S105 (a file name)
+"""The market regulator's own client: it issues and manages its licenses over the API."""
 
 
 def seed_demo(rt: Runtime) -> list[str]:
-    """Issue one seal-signer certificate per hierarchy and create an RA client; idempotent."""
+    """Seal certificates and seals, license types and licenses, an RA client and the
+    department's client; idempotent."""
     created: list[str] = []
     pki = rt.pki()
     for kind, spec in (("sm2", "sm2"), ("rsa", "rsa-2048")):
@@ -46,13 +50,17 @@ def seed_demo(rt: Runtime) -> list[str]:
         created.append(f"{label} certificate")
     created += _demo_seals(rt)
     created += _demo_licenses(rt)
-    try:
-        token = rt.clients.create(DEMO_CLIENT, "ra-officer", department="152500")
-    except ConflictError:
-        return created
-    path = rt.settings.home / DEMO_TOKEN_FILE
-    _write_private(path, token + "\n")
-    created.append(f"API client {DEMO_CLIENT} (token in {path})")
+    for name, role, department, file in (
+        (DEMO_CLIENT, "ra-officer", "152500", DEMO_TOKEN_FILE),
+        (DEMO_DEPARTMENT_CLIENT, "department", DEMO_DEPARTMENT_CODE, DEMO_DEPARTMENT_TOKEN_FILE),
+    ):
+        try:
+            token = rt.clients.create(name, role, department=department)
+        except ConflictError:
+            continue
+        path = rt.settings.home / file
+        _write_private(path, token + "\n")
+        created.append(f"API client {name} (token in {path})")
     return created
 
 
