@@ -11,16 +11,22 @@ import hashlib
 import os
 import secrets
 from dataclasses import dataclass
+from datetime import UTC
+from typing import Any
 
+from etrust.audit import AuditEvent
 from etrust.pki import LOG_IDENTITY
 from etrust.runtime import Runtime
 from etrust.seals import SealSigner, SealStore, seal_pdf, seal_signer
+from license_store.consent import ConsentService
+from license_store.holder_access import SignedHolderLinks, link_secret
 from license_store.issuance import LicenseService
 from license_store.lifecycle import LicenseLifecycle
 from license_store.qr_payload import key_id_of
 from license_store.render import SEAL_BOX_MM, seal_box_pdf
 from license_store.status_list import StatusLists
 from license_store.translog import TransparencyLog
+from trust.clock import Clock, system_clock
 from trust.errors import ConfigurationError, NotFoundError
 
 HOLDER_KEY_FILE = "holder-key.bin"
@@ -76,6 +82,50 @@ def status_lists(rt: Runtime) -> StatusLists:
 def license_lifecycle(rt: Runtime) -> LicenseLifecycle:
     service = license_service(rt)
     return LicenseLifecycle(rt.sessions, service.log)
+
+
+HOLDER_PAGE = "/holder"
+
+
+def holder_links(rt: Runtime, clock: Clock = system_clock) -> SignedHolderLinks:
+    """The home's holder authenticator: links MACed under a key derived from the holder key."""
+    cached: SignedHolderLinks | None = rt.__dict__.get("_holder_links")
+    if cached is not None and clock is system_clock:
+        return cached
+    links = SignedHolderLinks(
+        link_secret(holder_key(rt)), license_service(rt).holder_hash, clock=clock
+    )
+    if clock is system_clock:
+        rt.__dict__["_holder_links"] = links
+    return links
+
+
+def consent_service(rt: Runtime) -> ConsentService:
+    return ConsentService(rt.sessions)
+
+
+def mint_link(
+    rt: Runtime, who: str, holder_code: str, code_type: str, minutes: int
+) -> dict[str, Any]:
+    """A holder link for the service desk or the portal, audited (who handed out access to
+    whose licenses). The answer never depends on whether the holder has licenses."""
+    links = holder_links(rt)
+    token = links.mint(holder_code, code_type, minutes)
+    identity = links.holder_of(token)
+    assert identity.expires_at is not None  # signed links always expire
+    rt.record(
+        AuditEvent(
+            who,
+            "holder.link",
+            f"holder:{identity.holder_hash}",
+            detail={"code_type": code_type, "minutes": minutes},
+        )
+    )
+    return {
+        "token": token,
+        "url": f"{rt.settings.base_url.rstrip('/')}{HOLDER_PAGE}?token={token}",
+        "expires_at": identity.expires_at.astimezone(UTC).isoformat(),
+    }
 
 
 @dataclass(frozen=True)
