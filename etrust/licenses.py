@@ -18,6 +18,7 @@ from etrust.audit import AuditEvent
 from etrust.pki import LOG_IDENTITY
 from etrust.runtime import Runtime
 from etrust.seals import SealSigner, SealStore, seal_pdf, seal_signer
+from etrust.transparency import transparency_log
 from license_store.consent import ConsentService
 from license_store.holder_access import SignedHolderLinks, link_secret
 from license_store.issuance import LicenseService
@@ -25,7 +26,6 @@ from license_store.lifecycle import LicenseLifecycle
 from license_store.qr_payload import key_id_of
 from license_store.render import SEAL_BOX_MM, seal_box_pdf
 from license_store.status_list import StatusLists
-from license_store.translog import TransparencyLog
 from trust.clock import Clock, system_clock
 from trust.errors import ConfigurationError, NotFoundError
 
@@ -44,12 +44,6 @@ def holder_key(rt: Runtime) -> bytes:
     if len(key) != 32:
         raise ConfigurationError(f"{path} is damaged: it must hold 32 bytes")
     return key
-
-
-def transparency_log(rt: Runtime) -> TransparencyLog:
-    identity = rt.identities.get(LOG_IDENTITY)
-    key = rt.keys.find(identity.key_uri) if identity is not None else None
-    return TransparencyLog(rt.sessions, key)
 
 
 def license_service(rt: Runtime) -> LicenseService:

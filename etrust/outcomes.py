@@ -20,6 +20,7 @@ from etrust.audit import AuditEvent
 from etrust.models import SignedOutcomeRow
 from etrust.runtime import Runtime
 from etrust.seals import SealStore, seal_signer
+from etrust.transparency import log_seal_use
 from storage.engine import transaction
 from trust.errors import ForbiddenError, InputTooLargeError, MalformedInputError, NotFoundError
 
@@ -106,6 +107,7 @@ def sign_case_outcome(
                 created_at=record.created_at,
             )
         )
+        log_seal_use(rt, seal_id, "outcome", record.digest, actor, session)
     rt.record(
         AuditEvent(
             actor,

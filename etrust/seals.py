@@ -30,6 +30,7 @@ from etrust.models import ManagedKeyRow, SealRow
 from etrust.runtime import Runtime
 from etrust.services import tsa_for
 from etrust.store import check_name
+from etrust.transparency import log_seal_use
 from signing.context import LocalTimestamper
 from storage.engine import transaction
 from trust.certificates import load_certificate, make_name
@@ -460,14 +461,9 @@ def seal_file(
             chain=signer.chain,
             timestamper=signer.timestamper,
         )
+    digest = hashlib.sha256(data).hexdigest()
+    log_seal_use(rt, es_id, kind, digest, actor)
     rt.record(
-        AuditEvent(
-            actor,
-            "seal.sign",
-            es_id,
-            signer.key.key_uri,
-            hashlib.sha256(data).hexdigest(),
-            detail={"format": kind},
-        )
+        AuditEvent(actor, "seal.sign", es_id, signer.key.key_uri, digest, detail={"format": kind})
     )
     return kind, out

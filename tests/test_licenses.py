@@ -5,6 +5,7 @@ that records it all; and what bad input gets."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import secrets
@@ -457,6 +458,29 @@ def test_expiry_sweep_and_the_signed_status_list(
         read_status_list(forged, key)
     with pytest.raises(MalformedInputError):
         read_status_list(b"not json", key)
+
+
+def test_seal_uses_are_logged(
+    home: Path, client: TestClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    size = client.get("/api/v1/log/checkpoint").json()["size"]
+    data = home / "minutes.txt"
+    data.write_text("会议纪要", encoding="utf-8")
+    code, out, _ = run(capsys, "--home", str(home), "seal", "list", "--json")
+    seal = json.loads(out)[0]["id"]
+    code, _, err = run(
+        capsys, "--home", str(home), "sign", str(data), "--seal", seal,
+        "--out", str(home / "minutes.p7s"),
+    )  # fmt: skip
+    assert code == 0, err
+    checkpoint = client.get("/api/v1/log/checkpoint").json()
+    assert checkpoint["size"] == size + 1
+    entry = client.get(
+        "/api/v1/log/proof/inclusion", params={"index": size, "size": checkpoint["size"]}
+    ).json()["entry"]
+    record = json.loads(entry)
+    assert (record["action"], record["seal"], record["format"]) == ("seal.use", seal, "cms")
+    assert record["sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
 
 
 def test_log_verify_finds_a_rewritten_entry(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
