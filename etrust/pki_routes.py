@@ -89,6 +89,11 @@ This service runs SM2 and RSA certificate hierarchies and publishes certificates
 <li>时间戳 TSA（RFC 3161）: <code>{html.escape(base)}/pki/tsa</code>
  （SM3 摘要由 SM2 时间戳服务签发，SHA-256 摘要由 RSA 时间戳服务签发；也可用 <code>/pki/tsa/sm2</code>、<code>/pki/tsa/rsa</code>）</li>
 <li>证书签发接口 Certificate API: <code>{html.escape(base)}/api/v1/certificates</code> — <a href="/docs">OpenAPI</a></li>
+<li>电子证照签发 License issuance: <code>{html.escape(base)}/api/v1/licenses</code>
+ （部门接口，需令牌 department clients, with a token）</li>
+<li>证照状态列表 Signed status list: <a href="/api/v1/status-list"><code>{html.escape(base)}/api/v1/status-list</code></a></li>
+<li>透明日志 Transparency log: <a href="/api/v1/log/checkpoint"><code>{html.escape(base)}/api/v1/log/checkpoint</code></a>
+ （含包含性与一致性证明 with inclusion and consistency proofs）</li>
 </ul>
 </body></html>"""
     return HTMLResponse(page)
