@@ -25,12 +25,14 @@ POSTGRES = os.environ.get(
     "ETRUST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 MILLION = int(os.environ.get("ETRUST_BENCH_ROWS", "1000000"))
+IMPORT_ROWS = int(os.environ.get("ETRUST_BENCH_IMPORT_ROWS", "10000"))
 
 
 def run(seconds: float) -> list[str]:
     lines: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         lines += _issuance(Path(tmp) / "sqlite", None, seconds)
+        lines += _bulk_import(Path(tmp) / "import")
         with _postgres_database() as url:
             lines += _issuance(Path(tmp) / "postgres", url, seconds)
         with _postgres_database() as url:
@@ -59,6 +61,50 @@ def _issuance(home: Path, url: str | None, seconds: float) -> list[str]:
         return out
     finally:
         os.environ.pop("ETRUST_DATABASE_URL", None)
+
+
+def _bulk_import(home: Path) -> list[str]:
+    """``etrust license import`` of IMPORT_ROWS historical licenses (SQLite, 2 workers)."""
+    import csv
+    import json
+
+    from etrust.cli import main
+    from etrust.demo import DEMO_DEPARTMENT_CODE, demo_license_types
+    from license_store.holder_codes import resident_id_check
+
+    with _quiet():
+        assert main(["--home", str(home), "init", "--demo"]) == 0
+    license_type = demo_license_types()[0]
+    source = home / "historical.csv"
+    with source.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(
+            ["holder_name", "holder_code", "issue_date", "valid_from", "valid_to",
+             "gender", "birth_date", "category"]
+        )  # fmt: skip
+        for n in range(IMPORT_ROWS):
+            body = f"15250119{70 + n % 30:02d}0{1 + n % 9}{10 + n % 18:02d}{n % 1000:03d}"
+            writer.writerow(
+                ["张三", body + resident_id_check(body), "2020-06-01", "2020-06-01",
+                 "2026-06-01", "男", "1980-01-01", "建筑电工"]
+            )  # fmt: skip
+    out = io.StringIO()
+    import contextlib
+
+    with contextlib.redirect_stdout(out):
+        code = main(
+            ["--home", str(home), "license", "import", str(source), "--type", license_type.code,
+             "--department", DEMO_DEPARTMENT_CODE, "--workers", "2", "--json"]
+        )  # fmt: skip
+    result = json.loads(out.getvalue())
+    if code != 0:
+        return [f"# bulk import failed (exit {code}): {result}"]
+    return [
+        row(
+            f"licenses imported in bulk ({result['rows']} rows, 2 proc.)",
+            result["imported"] / result["seconds"],
+        )
+    ]
 
 
 def _issue_for(home: str, seconds: float, start_at: float) -> int:
