@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from etrust.api import router as api_router
 from etrust.api_consent import router as consent_router
 from etrust.api_licenses import router as licenses_router
+from etrust.api_registry import router as registry_router
 from etrust.api_seals import router as seals_router
 from etrust.api_security import router as security_router
 from etrust.limits import BodyLimitMiddleware
@@ -45,4 +46,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(seals_router)
     app.include_router(licenses_router)
     app.include_router(consent_router)
+    app.include_router(registry_router)
     return app

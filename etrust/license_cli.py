@@ -7,7 +7,7 @@ import json
 from datetime import date
 from typing import Any
 
-from etrust import import_cli
+from etrust import import_cli, registry_cli
 from etrust.cli_io import actor, print_result, write_new
 from etrust.licenses import department_signer, license_lifecycle, license_service, status_lists
 from etrust.pki import LOG_IDENTITY
@@ -195,6 +195,7 @@ def add_commands(sub: Any, command: Any) -> None:
         dest="license_type_command", required=True
     )
     command("list", cmd_type_list, "license types and their issuing departments", types)
+    registry_cli.add_commands(sub, command, types)
     p = command("show", cmd_type_show, "a license type with its schema and an example", types)
     p.add_argument("code")
 
