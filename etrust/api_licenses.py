@@ -203,7 +203,7 @@ def change_status(
         lic.identifier,
         body.action,
         body.reason,
-        department_signer(rt, lic.department, lic.seal),
+        department_signer(rt, lic.department, prefer=lic.seal),
         f"api:{client.name}",
         department=client.department if client.role == "department" else None,
     )
@@ -232,7 +232,7 @@ def amend_license(
             license_number=body.license_number,
             valid_to=body.valid_to,
         ),
-        department_signer(rt, lic.department, body.seal),
+        department_signer(rt, lic.department, body.seal, prefer=lic.seal),
         f"api:{client.name}",
         department=client.department if client.role == "department" else None,
     )

@@ -141,7 +141,7 @@ def demo_license_types() -> list[LicenseType]:
                     "registered_capital": text_schema(50),
                     "founded": {"type": "string", "format": "date"},
                     "address": text_schema(200),
-                    "business_scope": text_schema(1000),
+                    "business_scope": text_schema(500),
                 },
             },
             labels={

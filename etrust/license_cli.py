@@ -12,12 +12,22 @@ from etrust.cli_io import actor, print_result, write_new
 from etrust.licenses import department_signer, license_lifecycle, license_service, status_lists
 from etrust.pki import LOG_IDENTITY
 from etrust.runtime import Runtime
+from license_store.consistency import status_problems
 from license_store.holder_codes import HOLDER_CODE_TYPES
 from license_store.issuance import Amendment, IssueRequest
 from license_store.records import FORMATS, document_of, events_of, license_of, row_by_identifier
 from storage.engine import transaction
 from trust.clock import system_clock
 from trust.errors import MalformedInputError
+
+
+def _date(value: str | None, flag: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise MalformedInputError(f"{flag} is a date: YYYY-MM-DD") from None
 
 
 def cmd_type_list(rt: Runtime, args: argparse.Namespace) -> int:
@@ -53,7 +63,7 @@ def cmd_issue(rt: Runtime, args: argparse.Namespace) -> int:
             holder_code=args.holder_code,
             holder_code_type=args.holder_code_type,
             data=data,
-            valid_from=date.fromisoformat(args.valid_from) if args.valid_from else None,
+            valid_from=_date(args.valid_from, "--valid-from"),
             license_number=args.number,
         ),
         department_signer(rt, args.department, args.seal),
@@ -108,7 +118,7 @@ def cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
         lic.identifier,
         args.action,
         args.reason,
-        department_signer(rt, lic.department, lic.seal),
+        department_signer(rt, lic.department, prefer=lic.seal),
         actor(),
     )
     print_result(
@@ -139,9 +149,9 @@ def cmd_amend(rt: Runtime, args: argparse.Namespace) -> int:
             data=data,
             holder_name=args.holder_name,
             license_number=args.number,
-            valid_to=date.fromisoformat(args.valid_to) if args.valid_to else None,
+            valid_to=_date(args.valid_to, "--valid-to"),
         ),
-        department_signer(rt, old.department, args.seal),
+        department_signer(rt, old.department, args.seal, prefer=old.seal),
         actor(),
     )
     lic = issued.license
@@ -154,15 +164,20 @@ def cmd_amend(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 def cmd_expire(rt: Runtime, args: argparse.Namespace) -> int:
-    changes = license_lifecycle(rt).expire_due(
-        lambda department, seal: department_signer(rt, department, seal), actor()
+    changes, failures = license_lifecycle(rt).expire_due(
+        lambda department, seal: department_signer(rt, department, prefer=seal), actor()
     )
+    lines = [f"{len(changes)} licenses recorded as expired"]
+    lines += [f"not expired: {identifier}: {why}" for identifier, why in failures]
     print_result(
         args,
-        {"expired": [c.license.identifier for c in changes]},
-        f"{len(changes)} licenses recorded as expired",
+        {
+            "expired": [c.license.identifier for c in changes],
+            "failed": [{"identifier": i, "error": why} for i, why in failures],
+        },
+        "\n".join(lines),
     )
-    return 0
+    return 1 if failures else 0
 
 
 def cmd_status_list(rt: Runtime, args: argparse.Namespace) -> int:
@@ -180,7 +195,7 @@ def cmd_log_verify(rt: Runtime, args: argparse.Namespace) -> int:
     identity = rt.identities.get(LOG_IDENTITY)
     keys = [rt.keys.find(identity.key_uri).public_key_info] if identity else []
     log = license_service(rt).log
-    problems = log.verify(keys)
+    problems = log.verify(keys) + status_problems(rt.sessions)
     size = log.size()
     print_result(
         args,

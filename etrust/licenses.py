@@ -36,10 +36,20 @@ HOLDER_KEY_FILE = "holder-key.bin"
 def holder_key(rt: Runtime) -> bytes:
     """The home's holder key, made at first use (O_EXCL: workers starting together agree)."""
     path = rt.settings.home / HOLDER_KEY_FILE
-    with contextlib.suppress(FileExistsError):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(secrets.token_bytes(32))
+    if not path.exists():
+        # written whole under a temporary name, then linked into place: a worker starting at
+        # the same moment sees no file or the whole key, never an empty one
+        temporary = path.with_name(f".{HOLDER_KEY_FILE}.{secrets.token_hex(8)}")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(secrets.token_bytes(32))
+                f.flush()
+                os.fsync(f.fileno())
+            with contextlib.suppress(FileExistsError):
+                os.link(temporary, path)
+        finally:
+            temporary.unlink()
     key = path.read_bytes()
     if len(key) != 32:
         raise ConfigurationError(f"{path} is damaged: it must hold 32 bytes")
@@ -75,7 +85,7 @@ def status_lists(rt: Runtime) -> StatusLists:
 
 def license_lifecycle(rt: Runtime) -> LicenseLifecycle:
     service = license_service(rt)
-    return LicenseLifecycle(rt.sessions, service.log)
+    return LicenseLifecycle(rt.sessions, service.log, service.commit)
 
 
 HOLDER_PAGE = "/holder"
@@ -156,16 +166,24 @@ class SealLicenseSigner:
         return self.signer.key.sign(data)
 
 
-def department_signer(rt: Runtime, department: str, seal: str | None = None) -> SealLicenseSigner:
-    """The seal a department issues with: ``seal`` if given (it must be the department's),
-    else its active SM2 seal, else its active RSA seal."""
+def department_signer(
+    rt: Runtime, department: str, seal: str | None = None, *, prefer: str | None = None
+) -> SealLicenseSigner:
+    """The seal a department signs with: ``seal`` if given (it must be the department's and
+    active); else ``prefer`` if it is still active (the seal a license was issued with); else
+    the department's active SM2 seal, else its active RSA seal. A license whose seal was
+    retired (or compromised) can still be revoked with another of the department's seals."""
     seals = [s for s in SealStore(rt.sessions).list(department) if s.status == "active"]
     if seal is not None:
         chosen = next((s for s in seals if s.es_id == seal), None)
         if chosen is None:
             raise NotFoundError(f"department {department!r} has no active seal {seal!r}")
     else:
-        chosen = next((s for s in seals if s.alg == "sm2"), None) or next(iter(seals), None)
+        chosen = (
+            next((s for s in seals if s.es_id == prefer), None)
+            or next((s for s in seals if s.alg == "sm2"), None)
+            or next(iter(seals), None)
+        )
         if chosen is None:
             raise NotFoundError(
                 f"department {department!r} has no active seal: etrust seal create first"

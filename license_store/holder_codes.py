@@ -58,7 +58,7 @@ _ORG_VALUES = {char: value for value, char in enumerate(string.digits + string.a
 _ORG_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
 
 
-def _normalise(code: str) -> str:
+def normalise_code(code: str) -> str:
     """Upper-case ASCII letters only: the one normalisation every code kind shares."""
     return code.translate(_ASCII_UPPER)
 
@@ -86,7 +86,7 @@ def check_resident_id(code: str, *, today: date | None = None) -> str:
         )
     if len(code) != 18:
         raise HolderCodeError(f"a resident ID number has 18 characters, not {len(code)}")
-    code = _normalise(code)
+    code = normalise_code(code)
     body, given = code[:17], code[17]
     expected = resident_id_check(body)
     if body[0] == "0":
@@ -128,7 +128,7 @@ def check_uscc(code: str) -> str:
     detection, and a code the registry issued is legal whatever its inner part says
     (standards.md §4.2 on early pilot-region codes). Refusing one would lock a real holder out.
     """
-    code = _normalise(code)
+    code = normalise_code(code)
     if len(code) != 18:
         raise HolderCodeError(f"a USCC has 18 characters, not {len(code)}")
     expected = uscc_check(code[:17])
@@ -159,7 +159,7 @@ def organisation_code_ok(code: str) -> bool:
 
     Advisory only (see :func:`check_uscc`): use it to flag a code for a second look.
     """
-    code = _normalise(code)
+    code = normalise_code(code)
     if len(code) == 18:
         code = code[8:17]
     elif len(code) == 10 and code[8] == "-":
@@ -251,7 +251,7 @@ def holder_code_hash(code: str, key: bytes) -> str:
     if not code:
         raise HolderCodeError("the holder code is empty")
     try:
-        mac = hmac.new(key, _normalise(code).encode(), "sm3")
+        mac = hmac.new(key, normalise_code(code).encode(), "sm3")
     except ValueError as exc:
         raise CryptoUnavailableError("this OpenSSL has no SM3 for the holder-code hash") from exc
     return mac.hexdigest()

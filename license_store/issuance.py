@@ -10,10 +10,11 @@ half-way leaves no row, no file and nothing signed that could pass for a license
 from __future__ import annotations
 
 import hashlib
+import hmac
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import update
@@ -22,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from license_store.errors import IdempotencyConflictError, LicenseDataError, LicenseStateError
-from license_store.holder_codes import check_holder_code, holder_code_hash
+from license_store.holder_codes import check_holder_code, holder_code_hash, mask_name
 from license_store.identifiers import LicenseId, format_serial
 from license_store.models import (
     IdempotencyRow,
@@ -82,11 +83,12 @@ class IssueRequest:
     valid_to: date | None = None
     """For historical licenses: the end printed on them (default: the type's rule)."""
 
-    def fingerprint(self) -> str:
-        """What an Idempotency-Key is bound to: the request's canonical JSON, hashed."""
+    def fingerprint(self, seal_id: str) -> str:
+        """What an Idempotency-Key is bound to: the request and the seal, hashed."""
         return hashlib.sha256(
             canonicalize(
                 {
+                    "seal": seal_id,
                     "type": self.type_code,
                     "department": self.department,
                     "holder_name": self.holder_name,
@@ -176,6 +178,12 @@ class LicenseService:
     def holder_hash(self, holder_code: str) -> str:
         return holder_code_hash(holder_code, self._holder_key)
 
+    def commit(self, label: str, data: bytes) -> str:
+        """A keyed commitment (HMAC-SM3 under the holder key) for what the public log records
+        of personal data: the registry can show a value matches, nobody else can guess it
+        (a birth date and a category are few enough to enumerate behind a plain hash)."""
+        return hmac.new(self._holder_key, label.encode() + b"\x00" + data, "sm3").hexdigest()
+
     def issue(
         self,
         request: IssueRequest,
@@ -189,7 +197,7 @@ class LicenseService:
         license and a different request under the same key is refused (409)."""
         if idempotency_key is not None:
             _check_idempotency_key(idempotency_key)
-            earlier = self._replay(client or actor, idempotency_key, request)
+            earlier = self._replay(client or actor, idempotency_key, request, signer.seal_id)
             if earlier is not None:
                 return earlier
         license_type, department = self.registry.issuing(request.type_code, request.department)
@@ -227,7 +235,7 @@ class LicenseService:
                         IdempotencyRow(
                             client=client or actor,
                             key=idempotency_key,
-                            request_hash=request.fingerprint(),
+                            request_hash=request.fingerprint(signer.seal_id),
                             license_id=row.id,
                             created_at=now,
                         )
@@ -238,7 +246,7 @@ class LicenseService:
             if idempotency_key is None:
                 raise
             # Another request with the same key won the race: answer as it did, or refuse.
-            earlier = self._replay(client or actor, idempotency_key, request)
+            earlier = self._replay(client or actor, idempotency_key, request, signer.seal_id)
             if earlier is None:
                 raise
             return earlier
@@ -265,13 +273,13 @@ class LicenseService:
             old = license_of(row_by_identifier(session, identifier))
         if department is not None and old.department != department:
             raise ForbiddenError("only the issuing department amends a license")
-        if old.status != "valid":
-            raise LicenseStateError(f"a {old.status} license cannot be amended")
-        license_type, dept = self.registry.issuing(old.type_code, old.department)
         now = self._clock()
+        status = old.status_on(today(now))
+        if status != "valid":
+            raise LicenseStateError(f"a {status} license cannot be amended")
+        license_type, dept = self.registry.issuing(old.type_code, old.department)
         valid_to = changes.valid_to if changes.valid_to is not None else old.valid_to
-        if valid_to is not None and valid_to < old.valid_from:
-            raise MalformedInputError("a license's validity cannot end before it starts")
+        _check_validity(license_type, old.valid_from, valid_to)
         content = _Content(
             license_type=license_type,
             department=dept,
@@ -286,7 +294,11 @@ class LicenseService:
             valid_to=valid_to,
         )
         made = self._make(
-            content, signer, now, "amend", {"previous": old.identifier, "reason": reason}
+            content,
+            signer,
+            now,
+            "amend",
+            {"previous": old.identifier, "reason": self.commit("reason", reason.encode())},
         )
         with transaction(self._sessions, write=True) as session:
             superseded = session.execute(
@@ -325,7 +337,11 @@ class LicenseService:
             issue_date=content.issue_date,
             valid_from=content.valid_from,
             valid_to=content.valid_to,
-            holder_name=content.holder_name,
+            holder_name=(
+                content.holder_name
+                if content.license_type.qr_name == "full"
+                else mask_name(content.holder_name)
+            ),
             holder_code=content.holder_code,
             key_id=signer.key_id,
             sign=signer.sign,
@@ -348,6 +364,7 @@ class LicenseService:
         ofd, pdf = render(face, now)
         documents = {"ofd": signer.seal_ofd(ofd), "pdf": signer.seal_pdf(pdf)}
         holder_hash = self.holder_hash(content.holder_code)
+        lineage = _lineage(content.license_id)
         record = canonicalize(
             {
                 "action": action,
@@ -355,10 +372,11 @@ class LicenseService:
                 "version": content.license_id.version,
                 "type": content.license_type.code,
                 "issuer": content.department.uscc,
-                "holder": holder_hash,
+                # per license, so the public log cannot link one person's licenses
+                "holder": self.commit("holder", f"{lineage}|{content.holder_code}".encode()),
                 "valid_from": content.valid_from.isoformat(),
                 "valid_to": content.valid_to.isoformat() if content.valid_to else None,
-                "data_sha256": hashlib.sha256(canonicalize(content.data)).hexdigest(),
+                "data": self.commit("data", canonicalize(content.data)),
                 "documents": {
                     fmt: hashlib.sha256(data).hexdigest() for fmt, data in documents.items()
                 },
@@ -431,12 +449,12 @@ class LicenseService:
         camera opens it; the payload is not sent to the server unless the page asks)."""
         return f"{self._verify_base}/v#{payload.decode('ascii')}"
 
-    def _replay(self, client: str, key: str, request: IssueRequest) -> Issued | None:
+    def _replay(self, client: str, key: str, request: IssueRequest, seal_id: str) -> Issued | None:
         with transaction(self._sessions) as session:
             found = session.get(IdempotencyRow, (client, key))
             if found is None:
                 return None
-            if found.request_hash != request.fingerprint():
+            if found.request_hash != request.fingerprint(seal_id):
                 raise IdempotencyConflictError(
                     f"Idempotency-Key {key!r} was used for a different request"
                 )
@@ -470,13 +488,54 @@ def _dates(
     """Issue date, start and end of validity: today's and the type's rule, or those given
     (a historical license keeps its own, but none lies in the future or ends before it starts)."""
     issue_date = request.issue_date or current
-    if issue_date > current:
-        raise MalformedInputError("a license cannot be issued on a future date")
+    if not EARLIEST <= issue_date <= current:
+        raise MalformedInputError(
+            f"a license is issued between {EARLIEST} and today, not on {issue_date}"
+        )
     valid_from = request.valid_from or issue_date
-    valid_to = request.valid_to or license_type.valid_to(valid_from)
-    if valid_to is not None and valid_to < valid_from:
+    if not EARLIEST <= valid_from <= current + MAX_START_AHEAD:
+        raise MalformedInputError(
+            f"a license starts between {EARLIEST} and a year from today, not on {valid_from}"
+        )
+    if request.valid_to is None:
+        return issue_date, valid_from, _rule_end(license_type, valid_from)
+    # A historical license keeps the end printed on it, even where an older rule allowed
+    # more than today's; only nonsense is refused.
+    if request.valid_to < valid_from:
         raise MalformedInputError("a license's validity cannot end before it starts")
-    return issue_date, valid_from, valid_to
+    if request.valid_to > valid_from + MAX_HISTORICAL_VALIDITY:
+        raise MalformedInputError("a license's validity cannot last over a hundred years")
+    return issue_date, valid_from, request.valid_to
+
+
+EARLIEST = date(1949, 10, 1)
+"""No license of this registry predates the People's Republic."""
+MAX_START_AHEAD = timedelta(days=366)
+MAX_HISTORICAL_VALIDITY = timedelta(days=36525)
+
+
+def _rule_end(license_type: LicenseType, valid_from: date) -> date | None:
+    try:
+        return license_type.valid_to(valid_from)
+    except (ValueError, OverflowError) as exc:
+        raise MalformedInputError(f"no end of validity can follow {valid_from}") from exc
+
+
+def _check_validity(license_type: LicenseType, valid_from: date, valid_to: date | None) -> None:
+    """An end no earlier than the start and no later than the type's rule allows (a
+    department cannot extend a two-year license for ever); long-term types end never."""
+    if valid_to is None:
+        if license_type.validity_years is not None:
+            raise MalformedInputError(f"licenses of type {license_type.code} have an end date")
+        return
+    if valid_to < valid_from:
+        raise MalformedInputError("a license's validity cannot end before it starts")
+    longest = _rule_end(license_type, valid_from)
+    if longest is not None and valid_to > longest:
+        raise MalformedInputError(
+            f"licenses of type {license_type.code} are valid for at most "
+            f"{license_type.validity_years} years: until {longest} at the latest"
+        )
 
 
 def _lineage(license_id: LicenseId) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from license_store.errors import LicenseStateError
@@ -21,7 +21,7 @@ from license_store.translog import Checkpoint, TransparencyLog
 from signing.jcs import canonicalize
 from storage.engine import transaction
 from trust.clock import Clock, system_clock
-from trust.errors import ForbiddenError, MalformedInputError
+from trust.errors import EtrustError, ForbiddenError, MalformedInputError
 
 TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "suspend": (("valid",), "suspended"),
@@ -41,10 +41,17 @@ class StatusChange:
 
 class LicenseLifecycle:
     def __init__(
-        self, sessions: sessionmaker[Session], log: TransparencyLog, *, clock: Clock = system_clock
+        self,
+        sessions: sessionmaker[Session],
+        log: TransparencyLog,
+        commit: Callable[[str, bytes], str],
+        *,
+        clock: Clock = system_clock,
     ) -> None:
+        """``commit(label, data)``: the registry's keyed commitment (LicenseService.commit)."""
         self._sessions = sessions
         self._log = log
+        self._commit = commit
         self._clock = clock
 
     def change(
@@ -67,37 +74,32 @@ class LicenseLifecycle:
 
     def expire_due(
         self, signer_for: Callable[[str, str], LicenseSigner], actor: str
-    ) -> list[StatusChange]:
+    ) -> tuple[list[StatusChange], list[tuple[str, str]]]:
         """Record the expiry of every license whose validity ended before today (Beijing
         date): a signed, logged event each, so the log shows when the registry noticed.
-        ``signer_for(department, seal)`` gives the issuing department's seal."""
+        ``signer_for(department, seal)`` gives a seal of the issuing department. Returns the
+        changes and the licenses that could not be expired (identifier, why): one failing
+        department (no active seal, say) does not stop the others."""
         day = today(self._clock())
         with transaction(self._sessions) as session:
             due = session.execute(
-                select(
-                    LicenseRow.identifier,
-                    LicenseRow.department,
-                    LicenseRow.seal,
-                    LicenseRow.valid_to,
-                )
+                select(LicenseRow.identifier, LicenseRow.department, LicenseRow.seal)
                 .where(LicenseRow.status.in_(("valid", "suspended")), LicenseRow.valid_to < day)
                 .order_by(LicenseRow.id)
             ).all()
-        changes = []
-        for identifier, department, seal, valid_to in due:
+        changes: list[StatusChange] = []
+        failures: list[tuple[str, str]] = []
+        for identifier, department, seal in due:
             try:
+                ended = "validity ended"
                 changes.append(
-                    self._change(
-                        identifier,
-                        "expire",
-                        f"validity ended {valid_to}",
-                        signer_for(department, seal),
-                        actor,
-                    )
+                    self._change(identifier, "expire", ended, signer_for(department, seal), actor)
                 )
             except LicenseStateError:  # changed meanwhile (revoked, say): nothing to expire
                 continue
-        return changes
+            except EtrustError as exc:
+                failures.append((identifier, f"{exc.code}: {exc.message}"))
+        return changes, failures
 
     def _change(
         self,
@@ -118,23 +120,34 @@ class LicenseLifecycle:
             row = row_by_identifier(session, identifier)
             if department is not None and row.department != department:
                 raise ForbiddenError("only the issuing department changes a license's status")
-            if row.status not in allowed_from:
-                raise LicenseStateError(f"a {row.status} license cannot be {action}d")
+            before = row.status
+            if before not in allowed_from:
+                raise LicenseStateError(f"a {before} license cannot be {action}d")
             record = canonicalize(
                 {
                     "action": action,
                     "identifier": row.identifier,
                     "version": row.version,
-                    "from": row.status,
+                    "from": before,
                     "to": target,
-                    "reason": reason,
+                    # the reason is free text a department typed: kept in the registry, only
+                    # its keyed commitment goes to the public log
+                    "reason": self._commit("reason", reason.encode("utf-8")),
                     "seal": signer.seal_id,
                     "at": now.isoformat(),
                 }
             )
             signature = signer.sign(record)
+            # Conditional: of two concurrent changes (revoke and suspend, revoke and amend)
+            # only the first one that commits finds the status it started from.
+            changed = session.execute(
+                update(LicenseRow)
+                .where(LicenseRow.id == row.id, LicenseRow.status == before)
+                .values(status=target, status_reason=reason, status_changed_at=now)
+            )
+            if changed.rowcount != 1:  # type: ignore[attr-defined]
+                raise LicenseStateError("the license changed meanwhile; read it and try again")
             (index,) = self._log.append(session, [record])
-            row.status, row.status_reason, row.status_changed_at = target, reason, now
             session.add(
                 LicenseEventRow(
                     license_id=row.id,
@@ -148,4 +161,5 @@ class LicenseLifecycle:
                 )
             )
             checkpoint = self._log.sign_head(session)
+            session.refresh(row)
             return StatusChange(license_of(row), checkpoint, index)

@@ -1,9 +1,14 @@
 """The signed payload of a license's QR code, behind one pair of functions.
 
 Its compact binary format belongs to the QR verification work; until then it is canonical
-JSON (RFC 8785) with the identifier, version, type, issuer, validity and a salted keyed hash of
-the holder code (a verifier who knows the ID number can match it; nobody can read it back),
-signed with the issuing department's seal key. Text form: ``base64url(json).base64url(sig)``.
+JSON (RFC 8785) with the identifier, version, type, issuer, validity, the holder's name (masked
+unless the type says otherwise) and a salted hash of the holder code, signed with the issuing
+department's seal key. Text form: ``base64url(json).base64url(sig)``.
+
+The salted hash lets a clerk who holds the ID card match it. It does not hide the code from
+someone determined: the salt is in the payload, and resident IDs of one area and birth year
+are few enough to try. The QR verification work must replace it (a slow, memory-hard hash, or
+matching done by the server).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any
 
+from license_store.holder_codes import normalise_code
 from signing.jcs import canonicalize
 from trust.errors import MalformedInputError
 
@@ -26,7 +32,7 @@ FORMAT = "etrust-license-qr/0"
 
 def holder_match(salt: bytes, holder_code: str) -> str:
     """What the payload carries of the holder code: HMAC-SM3 under a per-license salt."""
-    return hmac.new(salt, holder_code.upper().encode("ascii"), "sm3").hexdigest()[:32]
+    return hmac.new(salt, normalise_code(holder_code).encode("utf-8"), "sm3").hexdigest()[:32]
 
 
 def make_payload(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from license_store.errors import LicenseDataError
 from license_store.holder_codes import HOLDER_CODE_TYPES
 from license_store.types import LicenseType
 from signing.font_subset import default_subsetter
@@ -27,8 +28,12 @@ QR_BOX_MM = (25.0, 212.0, 42.0)
 
 _LEFT = 25.0
 _WIDTH = 160.0
-_BODY_SIZE = 4.6
-_LINE = 8.4
+_LABEL_WIDTH = 38.0
+_BODY_TOP = 62.0
+_BODY_END = 192.0
+"""Where the identifier line goes; the fields end above it."""
+_BODY_SIZES = (4.6, 4.0, 3.5, 3.0, 2.6)
+_LEADING = 1.7
 _RED = (176, 24, 24)
 
 
@@ -58,25 +63,38 @@ def seal_box_pdf() -> tuple[float, float, float, float]:
 
 
 def pages(face: LicenseFace) -> list[PageSpec]:
-    """The page description both renderers draw."""
+    """The page description both renderers draw. Long fields (a business scope, say) are set
+    smaller until they fit above the identifier line; what fits at no size is refused, so a
+    sealed license never hides a field under its QR code or off the page."""
     items: list[TextBlock | Any] = [
         _centred(face.license_type.name, 30.0, 9.0, bold=True, color=_RED),
         _centred("电子证照", 43.0, 4.6),
+        *_body(face),
+        TextBlock(f"证照标识：{face.identifier}", _LEFT, _BODY_END, 3.0),
     ]
-    y = 62.0
-    for label, value in _lines(face):
-        for i, part in enumerate(_wrap(value, _WIDTH - 38.0, _BODY_SIZE)):
-            if i == 0:
-                items.append(TextBlock(f"{label}：", _LEFT, y, _BODY_SIZE, bold=True))
-            items.append(TextBlock(part, _LEFT + 38.0, y, _BODY_SIZE))
-            y += _LINE
-    y = max(y, 190.0)
-    items.append(TextBlock(f"证照标识：{face.identifier}", _LEFT, y, 3.0))
     qx, qy, qsize = QR_BOX_MM
     items.append(qr_block(face.qr_text, qx, qy, qsize))
     items.append(TextBlock("扫码核验", qx + 12.0, qy + qsize + 2.0, 3.2))
     items.append(TextBlock(face.issuer_name, SEAL_BOX_MM[0] - 6.0, qy + qsize + 2.0, 4.2))
     return [PageSpec(tuple(items))]
+
+
+def _body(face: LicenseFace) -> list[TextBlock]:
+    lines = _lines(face)
+    for size in _BODY_SIZES:
+        items: list[TextBlock] = []
+        y = _BODY_TOP
+        for label, value in lines:
+            for i, part in enumerate(_wrap(value, _WIDTH - _LABEL_WIDTH, size)):
+                if i == 0:
+                    items.append(TextBlock(f"{label}：", _LEFT, y, size, bold=True))
+                items.append(TextBlock(part, _LEFT + _LABEL_WIDTH, y, size))
+                y += size * _LEADING
+        if y <= _BODY_END:
+            return items
+    raise LicenseDataError(
+        "the license's fields do not fit on its page even in small print: shorten the longest"
+    )
 
 
 def metadata(face: LicenseFace) -> dict[str, str]:

@@ -10,6 +10,7 @@ how far behind its copy is. Signed by the log key (SM2) over the canonical JSON.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import threading
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from license_store.models import LicenseRow
+from license_store.records import today
 from license_store.translog import TransparencyLog, verify_signature
 from signing.jcs import canonicalize
 from storage.engine import transaction
@@ -46,8 +48,14 @@ class StatusList:
             "signature": base64.b64encode(self.signature).decode(),
         }
 
+    @functools.cached_property
+    def json_bytes(self) -> bytes:
+        """The document served (made once per list: it is downloaded many times)."""
+        signature = base64.b64encode(self.signature)
+        return b'{"list":' + self.body + b',"signature":"' + signature + b'"}'
+
     def to_json(self) -> bytes:
-        return json.dumps(self.to_dict(), ensure_ascii=False).encode("utf-8")
+        return self.json_bytes
 
 
 class StatusLists:
@@ -95,7 +103,7 @@ class StatusLists:
                 "this_update": now.isoformat(),
                 "next_update": (now + NEXT_UPDATE).isoformat(),
                 "entries": [
-                    {"id": identifier, "status": status, "since": since.date().isoformat()}
+                    {"id": identifier, "status": status, "since": today(since).isoformat()}
                     for identifier, status, since in rows
                 ],
             }

@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
-from trust.errors import ConfigurationError
+from trust.errors import ConfigurationError, MalformedInputError
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
 """How long an SQLite writer waits for another to finish before giving up."""
@@ -38,12 +38,39 @@ def make_engine(url: str) -> Engine:
     if backend == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return create_engine(parsed, pool_pre_ping=True)
-    if backend == "sqlite":
-        return _sqlite_engine(url)
-    raise ConfigurationError(
-        f"unsupported database {backend!r}: use sqlite:///PATH or postgresql+psycopg://..."
-    )
+        engine = create_engine(parsed, pool_pre_ping=True)
+    elif backend == "sqlite":
+        engine = _sqlite_engine(url)
+    else:
+        raise ConfigurationError(
+            f"unsupported database {backend!r}: use sqlite:///PATH or postgresql+psycopg://..."
+        )
+    event.listen(engine, "before_cursor_execute", _refuse_nul)
+    return engine
+
+
+def _refuse_nul(
+    conn: Connection,
+    cursor: Any,
+    statement: str,
+    parameters: Any,
+    context: Any,
+    executemany: bool,
+) -> None:
+    """PostgreSQL text cannot hold a NUL character (the driver fails, an HTTP 500 upstream);
+    SQLite can. Both refuse it here alike, as malformed input, before the statement runs."""
+    if _has_nul(parameters):
+        raise MalformedInputError("text with a NUL character cannot be stored or looked up")
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def _sqlite_engine(url: str) -> Engine:

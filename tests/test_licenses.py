@@ -10,6 +10,7 @@ import io
 import json
 import secrets
 import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from etrust.demo import DEMO_DEPARTMENT_CODE, demo_license_types
 from etrust.licenses import license_service
 from etrust.runtime import open_runtime
 from etrust.settings import load_settings
+from license_store.consistency import status_problems
 from license_store.holder_codes import resident_id_check
 from license_store.identifiers import LicenseId
 from license_store.models import (
@@ -34,13 +36,14 @@ from license_store.models import (
     LogEntryRow,
     LogNodeRow,
 )
+from license_store.qr_payload import read_payload
 from license_store.status_list import read_status_list
 from license_store.translog import verify_checkpoint
 from storage.engine import transaction
 from tests.db_fixtures import postgres_url
 from tests.officers import api_headers
 from trust import merkle
-from trust.errors import InvalidSignatureError, MalformedInputError
+from trust.errors import EtrustError, InvalidSignatureError, MalformedInputError
 
 pytest_plugins = ["tests.db_fixtures"]
 
@@ -481,6 +484,168 @@ def test_seal_uses_are_logged(
     record = json.loads(entry)
     assert (record["action"], record["seal"], record["format"]) == ("seal.use", seal, "cms")
     assert record["sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
+
+
+def test_concurrent_status_changes_one_wins(
+    home: Path, client: TestClient, department: dict[str, str]
+) -> None:
+    """Revoke and suspend at the same moment, with a signer as slow as an HSM: exactly one
+    change happens, and the log agrees with the registry."""
+    from etrust.licenses import department_signer, license_lifecycle
+
+    identifier = client.post("/api/v1/licenses", json=issue_body(10), headers=department).json()[
+        "identifier"
+    ]
+    rt = open_runtime(load_settings(home))
+    try:
+        signer = department_signer(rt, DEMO_DEPARTMENT_CODE)
+
+        class Slow:
+            seal_id, key_id = signer.seal_id, signer.key_id
+            seal_ofd, seal_pdf = signer.seal_ofd, signer.seal_pdf
+
+            def sign(self, data: bytes) -> bytes:
+                time.sleep(0.3)
+                return signer.sign(data)
+
+        lifecycle = license_lifecycle(rt)
+        outcomes: dict[str, str] = {}
+
+        def change(action: str) -> None:
+            try:
+                outcomes[action] = lifecycle.change(
+                    identifier, action, "并发", Slow(), "t"
+                ).license.status
+            except EtrustError as exc:
+                outcomes[action] = exc.code
+
+        threads = [threading.Thread(target=change, args=(a,)) for a in ("revoke", "suspend")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        won = [v for v in outcomes.values() if v in ("revoked", "suspended")]
+        assert len(won) == 1 and "LICENSE_STATE" in outcomes.values(), outcomes
+        assert status_problems(rt.sessions) == []
+    finally:
+        rt.close()
+
+
+def test_the_qr_payload_follows_the_name_policy(
+    home: Path, client: TestClient, department: dict[str, str]
+) -> None:
+    issued = client.post("/api/v1/licenses", json=issue_body(11), headers=department).json()
+    fields, _, _ = read_payload(issued["qr_text"].split("#", 1)[1].encode())
+    assert fields["n"] == "李*"  # the person type masks names in its QR code
+    assert person_id(11) not in json.dumps(fields)
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "body"),
+    [
+        ("get", "/api/v1/licenses/a%00b", None),
+        ("get", "/api/v1/license-types/a%00b", None),
+        ("post", "/api/v1/licenses/a%00b/status", {"action": "revoke", "reason": "x"}),
+        ("post", "/api/v1/licenses", {"type_code": "1\u0000"}),
+        ("post", "/api/v1/licenses", {"valid_from": "9999-12-31"}),
+        ("post", "/api/v1/licenses", {"valid_from": "0001-01-01"}),
+    ],
+)
+def test_odd_input_is_refused_never_a_500(
+    client: TestClient,
+    department: dict[str, str],
+    method: str,
+    url: str,
+    body: dict[str, Any] | None,
+) -> None:
+    if body is not None and "type_code" not in body:
+        body = issue_body(12, **body)
+    elif body is not None:
+        body = issue_body(12, type_code="1\x00")
+    resp = client.request(method, url, json=body, headers=department)
+    assert 400 <= resp.status_code < 500, resp.text
+    assert resp.json()["code"], resp.text
+
+
+def test_status_changes_outlive_the_issuing_seal(
+    home: Path, client: TestClient, department: dict[str, str]
+) -> None:
+    """A license sealed with a seal whose key was since suspended (or compromised) can still
+    be revoked, with another of the department's seals."""
+    issued = client.post("/api/v1/licenses", json=issue_body(13), headers=department).json()
+    rt = open_runtime(load_settings(home))
+    try:
+        from etrust.seals import SealStore
+
+        seal = next(s for s in SealStore(rt.sessions).list(DEMO_DEPARTMENT_CODE) if s.alg == "sm2")
+        rt.lifecycle.transition(seal.key_name, "suspended", "test", "key under investigation")
+        try:
+            resp = client.post(
+                f"/api/v1/licenses/{issued['identifier']}/status",
+                json={"action": "revoke", "reason": "印章密钥可疑"},
+                headers=department,
+            )
+            assert resp.status_code == 200 and resp.json()["status"] == "revoked", resp.text
+            events = client.get(
+                f"/api/v1/licenses/{issued['identifier']}", headers=department
+            ).json()["events"]
+            assert events[-1]["record"]["seal"] != seal.es_id  # the RSA seal signed it
+        finally:
+            rt.lifecycle.transition(seal.key_name, "active", "test", "cleared")
+    finally:
+        rt.close()
+
+
+def test_the_public_log_links_no_person(
+    home: Path, client: TestClient, department: dict[str, str]
+) -> None:
+    """Two licenses of one holder: their log records share nothing that identifies the
+    holder, and the fields are committed under a key, not hashed in the open."""
+    a = client.post("/api/v1/licenses", json=issue_body(14), headers=department).json()
+    b = client.post(
+        "/api/v1/licenses", json=issue_body(14, holder_name="李四"), headers=department
+    ).json()
+    records = []
+    for issued in (a, b):
+        size = issued["log"]["checkpoint"]["size"]
+        entry = client.get(
+            "/api/v1/log/proof/inclusion", params={"index": issued["log"]["index"], "size": size}
+        ).json()["entry"]
+        records.append(json.loads(entry))
+    assert records[0]["holder"] != records[1]["holder"]
+    assert records[0]["data"] != hashlib.sha256(b"x").hexdigest()
+    assert "data_sha256" not in records[0]
+    assert person_id(14) not in json.dumps(records)
+
+
+def test_log_verify_catches_an_edited_status(
+    home: Path, client: TestClient, department: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    identifier = client.post("/api/v1/licenses", json=issue_body(15), headers=department).json()[
+        "identifier"
+    ]
+    client.post(
+        f"/api/v1/licenses/{identifier}/status",
+        json={"action": "revoke", "reason": "测试"},
+        headers=department,
+    )
+    rt = open_runtime(load_settings(home))
+    try:
+        with transaction(rt.sessions) as session:
+            row = session.scalar(select(LicenseRow).where(LicenseRow.identifier == identifier))
+            assert row is not None
+            row.status = "valid"  # quietly un-revoked
+        code, out, _ = run(capsys, "--home", str(home), "log", "verify", "--json")
+        assert code == 1
+        assert any(
+            identifier in p and "revoked in the log" in p for p in json.loads(out)["problems"]
+        )
+        with transaction(rt.sessions) as session:
+            row = session.scalar(select(LicenseRow).where(LicenseRow.identifier == identifier))
+            assert row is not None
+            row.status = "revoked"
+    finally:
+        rt.close()
 
 
 def test_log_verify_finds_a_rewritten_entry(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
