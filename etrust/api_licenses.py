@@ -11,6 +11,7 @@ from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel, Field
 
 from etrust.api import ClientDep, require_role
+from etrust.audit import AuditEvent
 from etrust.licenses import (
     department_signer,
     license_lifecycle,
@@ -35,6 +36,8 @@ from trust.errors import MalformedInputError, NotFoundError
 router = APIRouter(prefix="/api/v1", tags=["licenses"])
 
 ISSUING_ROLES = frozenset({"department", "admin"})
+NO_STORE = "no-store"
+"""Answers with personal data are kept by no cache or proxy."""
 MEDIA_TYPES = {"ofd": "application/ofd", "pdf": "application/pdf"}
 
 
@@ -158,15 +161,19 @@ def _readable(client: ApiClient, services: ServicesDep, identifier: str) -> Lice
     """A license its issuer (or an admin) may read; anyone else learns nothing of it."""
     with transaction(services.runtime.sessions) as session:
         lic = license_of(row_by_identifier(session, identifier))
-    if client.role == "admin" or (
-        client.role == "department" and lic.department == client.department
-    ):
+    if client.role == "department" and lic.department == client.department:
+        return lic
+    if client.role == "admin":  # outside its own department: leaves a trace
+        services.runtime.record(AuditEvent(f"api:{client.name}", "license.read", lic.identifier))
         return lic
     raise NotFoundError(f"no license {identifier!r}")
 
 
 @router.get("/licenses/{identifier}", summary="A license (its issuer)")
-def get_license(identifier: str, client: ClientDep, services: ServicesDep) -> dict[str, Any]:
+def get_license(
+    identifier: str, client: ClientDep, services: ServicesDep, response: Response
+) -> dict[str, Any]:
+    response.headers["Cache-Control"] = NO_STORE
     lic = _readable(client, services, identifier)
     rt = services.runtime
     with transaction(rt.sessions) as session:
@@ -188,7 +195,10 @@ def license_document(
     return Response(
         content,
         media_type=MEDIA_TYPES[fmt],
-        headers={"Content-Disposition": f'attachment; filename="{lic.identifier}.{fmt}"'},
+        headers={
+            "Content-Disposition": f'attachment; filename="{lic.identifier}.{fmt}"',
+            "Cache-Control": NO_STORE,
+        },
     )
 
 
