@@ -4,25 +4,35 @@ grant; holder links for the service desk.
 A holder proves who they are with a holder token (``X-Holder-Token``, or ``?token=`` for a link
 opened from an SMS); a department reads a citizen's licenses only through a grant id the
 holder gave it. Nothing here lets a department look a holder up by code or name.
+
+Only a ``service-desk`` client mints holder links, and only ``read`` ones: a desk lets a person
+see their licenses, documents, grants and receipts, never consents in their name. Creating and
+withdrawing grants takes a ``consent`` link (for now from the operator's ``etrust holder link
+--scope consent``; the portal's login will mint them). Every link minted shows in the holder's
+receipts.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from etrust.api import ClientDep, require_role
 from etrust.api_licenses import MEDIA_TYPES
-from etrust.licenses import consent_service, holder_links, mint_link
+from etrust.holder_desk import holder_receipts as all_receipts
+from etrust.holder_desk import mint_holder_link
+from etrust.licenses import consent_service, holder_links
 from etrust.pki_routes import ServicesDep
 from license_store.consent import MAX_FIELDS, MAX_GRANT_DAYS, MAX_LICENSES, MAX_USES
 from license_store.holder_access import (
+    CONSENT,
     DEFAULT_MINUTES,
     MAX_MINUTES,
     MIN_MINUTES,
+    READ,
     HolderAuthenticator,
     HolderAuthError,
     HolderIdentity,
@@ -33,7 +43,9 @@ from trust.errors import ForbiddenError, MalformedInputError
 
 router = APIRouter(prefix="/api/v1", tags=["consent"])
 
-LINK_ROLES = frozenset({"admin", "ra-officer"})
+LINK_ROLES = frozenset({"service-desk"})
+"""Not admin, not ra-officer (the certificate RA): a link acts as the citizen, so minting one
+is a citizen-facing desk's job and nobody else's."""
 GRANTEE_ROLES = frozenset({"department"})
 NO_STORE = {"Cache-Control": "no-store"}
 """Personal data: no browser or proxy keeps a copy."""
@@ -81,6 +93,9 @@ class HolderLinkIn(BaseModel):
     holder_code: str = Field(max_length=64)
     holder_code_type: str = Field("111", max_length=3)
     minutes: int = Field(DEFAULT_MINUTES, ge=MIN_MINUTES, le=MAX_MINUTES)
+    scope: Literal["read", "consent"] = Field(
+        "read", description="read only: a service desk never mints consent links"
+    )
 
 
 def _base(services: ServicesDep) -> str:
@@ -131,6 +146,7 @@ def holder_document(
 def create_grant(
     body: GrantIn, holder: HolderDep, services: ServicesDep, response: Response
 ) -> dict[str, Any]:
+    holder.require(CONSENT)
     now = system_clock()
     if (body.expires_at is None) == (body.days is None):
         raise MalformedInputError("give either expires_at or days")
@@ -160,6 +176,7 @@ def holder_grants(
 
 @router.delete("/holder/grants/{grant_id}", summary="Withdraw a grant")
 def revoke_grant(grant_id: str, holder: HolderDep, services: ServicesDep) -> dict[str, Any]:
+    holder.require(CONSENT)
     grant = consent_service(services.runtime).revoke(holder.holder_hash, grant_id)
     return grant.to_dict(system_clock())
 
@@ -168,9 +185,10 @@ def revoke_grant(grant_id: str, holder: HolderDep, services: ServicesDep) -> dic
 def holder_receipts(
     holder: HolderDep, services: ServicesDep, response: Response
 ) -> list[dict[str, Any]]:
+    """Reads and downloads through the holder's grants, and every link minted for them (kind
+    ``link``: who, when, scope, expiry), newest first."""
     response.headers.update(NO_STORE)
-    receipts = consent_service(services.runtime).receipts(holder.holder_hash)
-    return [r.to_dict() for r in receipts]
+    return all_receipts(services.runtime, holder.holder_hash)
 
 
 # --- the service desk -------------------------------------------------------------------------
@@ -180,16 +198,24 @@ def holder_receipts(
 def create_holder_link(
     body: HolderLinkIn, client: ClientDep, services: ServicesDep, response: Response
 ) -> dict[str, Any]:
-    """The holder code's check digits are verified; whether it holds licenses is not looked
-    at, so the answer is alike for everyone."""
+    """A ``read`` link (role ``service-desk`` only), shown in the holder's receipts. The holder
+    code's check digits are verified; whether it holds licenses is not looked at, so the
+    answer is alike for everyone."""
     require_role(client, LINK_ROLES)
+    if body.scope != READ:
+        raise ForbiddenError(
+            "a service desk mints read links only: consenting for a citizen is the citizen's",
+            code="HOLDER_SCOPE",
+        )
     response.headers.update(NO_STORE)
-    return mint_link(
+    return mint_holder_link(
         services.runtime,
         f"api:{client.name}",
         body.holder_code,
         body.holder_code_type,
         body.minutes,
+        READ,
+        client.department,
     )
 
 

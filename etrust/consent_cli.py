@@ -1,4 +1,12 @@
-"""``etrust holder``: holder links, grants and receipts from the command line (a service desk)."""
+"""``etrust holder``: holder links, grants and receipts from the command line (the operator),
+and the two things the CLI and the API share about links: minting one (audited) and showing the
+holder every link minted for them.
+
+A link minted anywhere is an audit record (action ``holder.link``, target ``holder:<hash>``):
+the receipts table holds reads through grants only (its rows name a grant), so the holder's
+receipts are those rows and these records, newest first. A citizen thus sees that a desk
+looked them up, who, when, for how long and with which scope.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +14,15 @@ import argparse
 from typing import Any
 
 from etrust.cli_io import actor, print_result
-from etrust.licenses import consent_service, holder_links, mint_link
+from etrust.holder_desk import holder_receipts, mint_holder_link
+from etrust.licenses import consent_service, holder_links
 from etrust.runtime import Runtime
 from license_store.holder_access import (
     DEFAULT_MINUTES,
     MAX_MINUTES,
     MIN_MINUTES,
+    READ,
+    SCOPES,
     HolderIdentity,
 )
 from license_store.holder_codes import HOLDER_CODE_TYPES
@@ -23,7 +34,9 @@ def _holder(rt: Runtime, token: str) -> HolderIdentity:
 
 
 def cmd_link(rt: Runtime, args: argparse.Namespace) -> int:
-    link = mint_link(rt, actor(), args.holder_code, args.holder_code_type, args.minutes)
+    link = mint_holder_link(
+        rt, actor(), args.holder_code, args.holder_code_type, args.minutes, args.scope
+    )
     print_result(args, link, link["url"])
     return 0
 
@@ -42,15 +55,20 @@ def cmd_grants(rt: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
+def _receipt_line(r: dict[str, Any]) -> str:
+    if r["kind"] == "link":
+        return f"{r['at']}  {r['accessor']} minted a {r['scope'] or 'holder'} link, valid until {r['expires_at']}"
+    verb = "downloaded" if r["kind"] == "download" else "read"
+    return (
+        f"{r['at']}  {r['grantee_name']} ({r['accessor']}) {verb} {r['license']} "
+        f"[{', '.join(r['fields'])}]  {r['purpose']}"
+    )
+
+
 def cmd_receipts(rt: Runtime, args: argparse.Namespace) -> int:
     holder = _holder(rt, args.token)
-    receipts = [r.to_dict() for r in consent_service(rt).receipts(holder.holder_hash)]
-    text = "\n".join(
-        f"{r['at']}  {r['grantee_name']} ({r['accessor']}) read {r['license']} "
-        f"[{', '.join(r['fields'])}]  {r['purpose']}"
-        for r in receipts
-    )
-    print_result(args, receipts, text or "no receipts")
+    receipts = holder_receipts(rt, holder.holder_hash)
+    print_result(args, receipts, "\n".join(map(_receipt_line, receipts)) or "no receipts")
     return 0
 
 
@@ -80,9 +98,17 @@ def add_commands(sub: Any, command: Any) -> None:
     p.add_argument(
         "--minutes", type=_minutes, default=DEFAULT_MINUTES, help="lifetime (1-1440, default 30)"
     )
+    p.add_argument(
+        "--scope",
+        choices=SCOPES,
+        default=READ,
+        help="read (default): licenses, documents, grants, receipts; consent: also create and "
+        "withdraw grants. Give consent only to the person themselves (an API service desk "
+        "cannot mint it; the portal's login will)",
+    )
     for name, handler, help_ in (
         ("grants", cmd_grants, "the holder's grants (consents) and their state"),
-        ("receipts", cmd_receipts, "who read the holder's licenses, when and why"),
+        ("receipts", cmd_receipts, "who looked the holder up or read their licenses, and why"),
     ):
         p = command(name, handler, help_, holder)
         p.add_argument("--token", required=True, help="the holder's link token")

@@ -21,6 +21,9 @@ DEMO_TOKEN_FILE = "demo-api-token.txt"  # noqa: S105 (a file name, not a secret)
 DEMO_DEPARTMENT_CLIENT = "demo-department"
 DEMO_DEPARTMENT_TOKEN_FILE = "demo-department-token.txt"  # noqa: S105 (a file name)
 """The market regulator's own client: it issues and manages its licenses over the API."""
+DEMO_DESK_CLIENT = "demo-desk"
+DEMO_DESK_TOKEN_FILE = "demo-desk-token.txt"  # noqa: S105 (a file name)
+"""A service desk (政务服务窗口): it hands holders links to their licenses."""
 
 
 def seed_demo(rt: Runtime) -> list[str]:
@@ -53,6 +56,7 @@ def seed_demo(rt: Runtime) -> list[str]:
     for name, role, department, file in (
         (DEMO_CLIENT, "ra-officer", "152500", DEMO_TOKEN_FILE),
         (DEMO_DEPARTMENT_CLIENT, "department", DEMO_DEPARTMENT_CODE, DEMO_DEPARTMENT_TOKEN_FILE),
+        (DEMO_DESK_CLIENT, "service-desk", DEMO_DEPARTMENT_CODE, DEMO_DESK_TOKEN_FILE),
     ):
         try:
             token = rt.clients.create(name, role, department=department)

@@ -11,10 +11,7 @@ import hashlib
 import os
 import secrets
 from dataclasses import dataclass
-from datetime import UTC
-from typing import Any
 
-from etrust.audit import AuditEvent
 from etrust.pki import LOG_IDENTITY
 from etrust.runtime import Runtime
 from etrust.seals import SealSigner, SealStore, seal_pdf, seal_signer
@@ -106,30 +103,6 @@ def holder_links(rt: Runtime, clock: Clock = system_clock) -> SignedHolderLinks:
 
 def consent_service(rt: Runtime) -> ConsentService:
     return ConsentService(rt.sessions)
-
-
-def mint_link(
-    rt: Runtime, who: str, holder_code: str, code_type: str, minutes: int
-) -> dict[str, Any]:
-    """A holder link for the service desk or the portal, audited (who handed out access to
-    whose licenses). The answer never depends on whether the holder has licenses."""
-    links = holder_links(rt)
-    token = links.mint(holder_code, code_type, minutes)
-    identity = links.holder_of(token)
-    assert identity.expires_at is not None  # signed links always expire
-    rt.record(
-        AuditEvent(
-            who,
-            "holder.link",
-            f"holder:{identity.holder_hash}",
-            detail={"code_type": code_type, "minutes": minutes},
-        )
-    )
-    return {
-        "token": token,
-        "url": f"{rt.settings.base_url.rstrip('/')}{HOLDER_PAGE}?token={token}",
-        "expires_at": identity.expires_at.astimezone(UTC).isoformat(),
-    }
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,12 @@ from etrust.audit import AuditEvent
 from etrust.cli_io import read_file
 from etrust.runtime import Runtime
 from license_store.bulk_import import STANDARD_COLUMNS
-from license_store.errors import HolderCodeError, LicenseDataError, LicenseTypeError
+from license_store.errors import (
+    HolderCodeError,
+    LicenseDataError,
+    LicenseTypeError,
+    RegistryInUseError,
+)
 from license_store.holder_codes import HOLDER_CODE_TYPES, check_uscc
 from license_store.models import DepartmentRow, LicenseRow
 from license_store.registry import Department, Registry
@@ -61,14 +66,6 @@ that repeated one would make the document ambiguous."""
 
 _DATA_KEYWORDS = frozenset({"enum", "const", "default", "examples"})
 """Schema keywords whose values are data, not schemas: no references inside them."""
-
-
-class RegistryInUseError(ConflictError):
-    """A change that licenses already issued would not survive (a schema their fields fail, a
-    new USCC for a department whose identifiers carry the old one)."""
-
-    code = "REGISTRY_IN_USE"
-    message_zh = "已签发的证照依赖当前设置，不能这样修改"
 
 
 @dataclass(frozen=True)

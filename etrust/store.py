@@ -489,8 +489,10 @@ class ServiceIdentityStore:
 
 # --------------------------------------------------------------------------- API clients
 
-API_ROLES = ("admin", "ra-officer", "security-officer", "department", "auditor")
-"""What a client may be; the web layer decides what each role may do."""
+API_ROLES = ("admin", "ra-officer", "security-officer", "department", "auditor", "service-desk")
+"""What a client may be; the web layer decides what each role may do. ``service-desk`` is a
+citizen-facing window: the only role that mints holder links (read-only ones), which nobody
+else may, admin and the certificate RA (``ra-officer``) included."""
 
 _TOKEN = re.compile(r"et_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 _UNKNOWN_HASH = hashlib.sha256(b"no such client").hexdigest()

@@ -7,15 +7,21 @@ use it than one that does not exist, so grant ids and licenses cannot be probed.
 
 A use is one read of the grant's licenses, consumed by one conditional UPDATE in the
 transaction that writes the receipts: two departments' clerks racing on a one-use grant get
-one answer and one refusal, on SQLite and PostgreSQL alike.
+one answer and one refusal, on SQLite and PostgreSQL alike. A grant that includes the documents
+lets each read be followed, within :data:`DOWNLOAD_WINDOW`, by one download of each format: the
+download is part of the read, not a use of its own, so a spent one-use grant opens nothing more.
+
+Every name that comes from outside (grant ids, license identifiers, department codes, fields) is
+checked before any SQL: no NUL or other control character (PostgreSQL text cannot hold NUL),
+nothing longer than its column.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import secrets
-import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,7 +30,15 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from license_store.holder_codes import mask_holder_code, mask_name
-from license_store.models import DepartmentRow, GrantRow, LicenseRow, LicenseTypeRow, ReceiptRow
+from license_store.models import (
+    CODE_LENGTH,
+    IDENTIFIER_LENGTH,
+    DepartmentRow,
+    GrantRow,
+    LicenseRow,
+    LicenseTypeRow,
+    ReceiptRow,
+)
 from license_store.records import (
     FORMATS,
     License,
@@ -49,6 +63,10 @@ MAX_LICENSES = 50
 MAX_FIELDS = 100
 MAX_USES = 1000
 MAX_GRANT_ID = 32
+MAX_FIELD_NAME = 128
+DOWNLOAD_WINDOW = timedelta(minutes=15)
+"""How long after a read through a grant its documents may be downloaded (once per format)."""
+_GRANT_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_GRANT_ID}}}")
 
 
 class GrantNotFoundError(NotFoundError):
@@ -74,10 +92,19 @@ class GrantUsedUpError(ForbiddenError):
 
 
 class GrantScopeError(ForbiddenError):
-    """A document download the grant does not cover, or before the grant was read."""
+    """A document download the grant does not cover."""
 
     code = "GRANT_SCOPE"
     message_zh = "授权范围不包括此项"
+
+
+class GrantReadRequiredError(ForbiddenError):
+    """A download not preceded by a read through the grant within :data:`DOWNLOAD_WINDOW`, or
+    a second one of a format since the last read (while the grant could be read again; a
+    grant that cannot is refused as used up)."""
+
+    code = "GRANT_READ_REQUIRED"
+    message_zh = "请先通过授权读取证照，读取后15分钟内每种格式可下载一次"
 
 
 class GrantStateError(ConflictError):
@@ -137,8 +164,15 @@ class Receipt:
     fields: tuple[str, ...]
     at: datetime
 
+    @property
+    def kind(self) -> str:
+        """``download`` (a sealed document through the grant) or ``read``."""
+        downloads = {f"{DOCUMENTS}:{fmt}" for fmt in FORMATS}
+        return "download" if len(self.fields) == 1 and self.fields[0] in downloads else "read"
+
     def to_dict(self) -> dict[str, Any]:
         return {
+            "kind": self.kind,
             "id": self.id,
             "grant_id": self.grant_id,
             "license": self.license_identifier,
@@ -179,6 +213,7 @@ class ConsentService:
 
     def document(self, holder_hash: str, identifier: str, fmt: str) -> tuple[License, bytes]:
         """A sealed document of one of the holder's licenses; anyone else's is "not found"."""
+        identifier, fmt = check_identifier(identifier), _format(fmt)
         with transaction(self._sessions) as session:
             lic = _own(session, holder_hash, identifier)
             return lic, document_of(session, lic.id, fmt)
@@ -212,11 +247,14 @@ class ConsentService:
             )
         if max_uses is not None and (isinstance(max_uses, bool) or not 1 <= max_uses <= MAX_USES):
             raise MalformedInputError(f"max_uses is 1-{MAX_USES}, or none for no limit")
-        wanted = _unique(identifiers_or_lineages)
-        if not 1 <= len(wanted) <= MAX_LICENSES:
+        grantee_department = check_department(grantee_department)
+        if isinstance(identifiers_or_lineages, str) or isinstance(fields, str):
+            raise MalformedInputError("a grant names its licenses and fields in lists")
+        wanted = _unique(identifiers_or_lineages, check_identifier, MAX_LICENSES, "licenses")
+        if not wanted:
             raise MalformedInputError(f"a grant names 1-{MAX_LICENSES} licenses")
-        names = _unique(fields)
-        if not 1 <= len(names) <= MAX_FIELDS:
+        names = _unique(fields, _field_name, MAX_FIELDS, "fields")
+        if not names:
             raise MalformedInputError(f"a grant names 1-{MAX_FIELDS} fields")
         with transaction(self._sessions, write=True) as session:
             lineages: list[str] = []
@@ -267,6 +305,7 @@ class ConsentService:
 
     def revoke(self, holder_hash: str, grant_id: str) -> Grant:
         """Withdraw one of the holder's grants; withdrawing it again is a conflict (409)."""
+        grant_id = check_grant_id(grant_id)
         now = self._clock()
         with transaction(self._sessions, write=True) as session:
             row = _holders_grant(session, holder_hash, grant_id)
@@ -288,6 +327,7 @@ class ConsentService:
         only the granted fields; holder name and code masked unless granted; ``documents``
         lists the formats downloadable through :meth:`grant_document` if granted.
         """
+        grant_id = check_grant_id(grant_id)
         now = self._clock()
         with transaction(self._sessions, write=True) as session:
             spent = session.execute(
@@ -319,12 +359,22 @@ class ConsentService:
     def grant_document(
         self, grant_id: str, department: str, accessor: str, identifier: str, fmt: str
     ) -> tuple[License, bytes]:
-        """A sealed document through a grant that lists ``documents``: allowed while the grant
-        is neither revoked nor expired, for a license the department has read through it (the
-        read spent the use; the download is part of it), and receipted like a read."""
+        """A sealed document through a grant that lists ``documents``, receipted like a read.
+
+        The download is part of a read, not a use of its own: it must follow a read of that
+        license through this grant by at most :data:`DOWNLOAD_WINDOW`, and that read opens one
+        download of each format. Otherwise the refusal is "read first" while the grant can be
+        read again, and "used up" (or revoked, expired) when it cannot. The grant's row is
+        locked, so two downloads racing on one read get one document.
+        """
+        grant_id, identifier, fmt = (
+            check_grant_id(grant_id),
+            check_identifier(identifier),
+            _format(fmt),
+        )
         now = self._clock()
         with transaction(self._sessions, write=True) as session:
-            row = _departments_grant(session, grant_id, department)
+            row = _departments_grant(session, grant_id, department, lock=True)
             grant = _grant(row, "")
             if grant.state(now) in ("revoked", "expired"):
                 raise _refusal(row, now)
@@ -336,16 +386,32 @@ class ConsentService:
             )
             if lic is None:
                 raise NotFoundError(f"no license {identifier!r}")
-            read = session.scalar(
-                select(ReceiptRow.id)
-                .where(
-                    ReceiptRow.grant_id == row.id,
-                    ReceiptRow.license_identifier == lic.identifier,
+            of_license = (
+                ReceiptRow.grant_id == row.id,
+                ReceiptRow.license_identifier == lic.identifier,
+            )
+            read = session.execute(
+                select(ReceiptRow.id, ReceiptRow.at)
+                .where(*of_license, ReceiptRow.fields.not_in([_download(f) for f in FORMATS]))
+                .order_by(ReceiptRow.id.desc())
+                .limit(1)
+            ).first()
+            if read is None:
+                raise _no_download(row, now, "read the license through the grant first")
+            if now - read.at > DOWNLOAD_WINDOW:
+                raise _no_download(
+                    row,
+                    now,
+                    f"the last read through the grant was more than "
+                    f"{DOWNLOAD_WINDOW.seconds // 60} minutes ago",
                 )
+            taken = session.scalar(
+                select(ReceiptRow.id)
+                .where(*of_license, ReceiptRow.fields == _download(fmt), ReceiptRow.id > read.id)
                 .limit(1)
             )
-            if read is None:
-                raise GrantScopeError("read the grant's licenses before downloading documents")
+            if taken is not None:
+                raise _no_download(row, now, f"the {fmt} was downloaded since the last read")
             content = document_of(session, lic.id, fmt)
             session.add(_receipt(row, lic.identifier, accessor, (f"{DOCUMENTS}:{fmt}",), now))
         return lic, content
@@ -385,20 +451,66 @@ def _own(session: Session, holder_hash: str, identifier: str) -> License:
     return license_of(row)
 
 
+def check_grant_id(grant_id: str) -> str:
+    """A grant id as :func:`secrets.token_urlsafe` makes them; anything else is malformed."""
+    if not isinstance(grant_id, str) or not _GRANT_ID.fullmatch(grant_id):
+        raise MalformedInputError(
+            f"a grant id is 1-{MAX_GRANT_ID} characters of A-Z, a-z, 0-9, _ and -"
+        )
+    return grant_id
+
+
+def check_identifier(identifier: str) -> str:
+    """A license identifier or lineage: printable, no spaces, as long as the column at most."""
+    return _name(identifier, "a license identifier", IDENTIFIER_LENGTH, spaces=False)
+
+
+def check_department(code: str) -> str:
+    return _name(code, "a department code", CODE_LENGTH, spaces=False)
+
+
+def _field_name(name: str) -> str:
+    return _name(name, "a field name", MAX_FIELD_NAME, spaces=True)
+
+
+def _name(value: str, what: str, limit: int, *, spaces: bool) -> str:
+    """``value`` if it is 1-``limit`` printable characters (no NUL, control, format or lone
+    surrogate character; no white space unless ``spaces``), else a malformed input."""
+    if (
+        not isinstance(value, str)
+        or not 1 <= len(value) <= limit
+        or not value.isprintable()
+        or (not spaces and any(c.isspace() for c in value))
+    ):
+        shown = repr(value[:40]) if isinstance(value, str) else type(value).__name__
+        rule = "printable characters" if spaces else "printable characters without spaces"
+        raise MalformedInputError(f"{what} is 1-{limit} {rule}, not {shown}")
+    return value
+
+
+def _format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise MalformedInputError(f"a license document is {' or '.join(FORMATS)}")
+    return fmt
+
+
+def _download(fmt: str) -> str:
+    """The ``fields`` of a download receipt (read receipts list the grant's fields)."""
+    return json.dumps([f"{DOCUMENTS}:{fmt}"], ensure_ascii=False)
+
+
 def _holders_grant(session: Session, holder_hash: str, grant_id: str) -> GrantRow:
     """Locked (PostgreSQL; SQLite's write transaction already is): two revokes, one 409."""
-    row = (
-        session.get(GrantRow, grant_id, with_for_update=True)
-        if len(grant_id) <= MAX_GRANT_ID
-        else None
-    )
+    row = session.get(GrantRow, grant_id, with_for_update=True)
     if row is None or not secrets.compare_digest(row.holder_hash, holder_hash):
         raise GrantNotFoundError(f"no grant {grant_id!r}")
     return row
 
 
-def _departments_grant(session: Session, grant_id: str, department: str) -> GrantRow:
-    row = session.get(GrantRow, grant_id) if len(grant_id) <= MAX_GRANT_ID else None
+def _departments_grant(
+    session: Session, grant_id: str, department: str, *, lock: bool = False
+) -> GrantRow:
+    row = session.get(GrantRow, grant_id, with_for_update=lock)
     if row is None or row.grantee != department:
         raise GrantNotFoundError(f"no grant {grant_id!r}")
     return row
@@ -411,6 +523,16 @@ def _refusal(row: GrantRow, now: datetime) -> ForbiddenError:
     if state == "expired":
         return GrantExpiredError(f"grant {row.id!r} expired at {row.expires_at.isoformat()}")
     return GrantUsedUpError(f"grant {row.id!r} has no uses left")
+
+
+def _no_download(row: GrantRow, now: datetime, why: str) -> ForbiddenError:
+    """No read opens this download: read again if the grant allows, else say why it cannot."""
+    if _grant(row, "").state(now) != "active":
+        return _refusal(row, now)
+    return GrantReadRequiredError(
+        f"{why}: a read through the grant opens one download of each format for "
+        f"{DOWNLOAD_WINDOW.seconds // 60} minutes"
+    )
 
 
 def _covered(session: Session, row: GrantRow) -> list[License]:
@@ -504,17 +626,20 @@ def _department_name(session: Session, code: str) -> str:
 
 
 def _purpose(purpose: str) -> str:
-    text = " ".join(purpose.split())
-    if not 1 <= len(text) <= 200 or any(unicodedata.category(c) in ("Cc", "Cf") for c in text):
-        raise MalformedInputError("the purpose is one line of 1-200 characters")
+    text = " ".join(purpose.split()) if isinstance(purpose, str) else ""
+    if not 1 <= len(text) <= 200 or not text.isprintable():
+        raise MalformedInputError("the purpose is one line of 1-200 printable characters")
     return text
 
 
-def _unique(values: Iterable[str]) -> list[str]:
+def _unique(values: Iterable[str], check: Callable[[str], str], limit: int, what: str) -> list[str]:
+    """The checked values, duplicates dropped, refused beyond ``limit`` (before any is looked
+    up, so a long list costs nothing)."""
     seen: list[str] = []
     for value in values:
-        if not isinstance(value, str) or not value or len(value) > 256:
-            raise MalformedInputError("licenses and fields are named by non-empty strings")
-        if value not in seen:
-            seen.append(value)
+        checked = check(value)
+        if checked not in seen:
+            if len(seen) == limit:
+                raise MalformedInputError(f"a grant names at most {limit} {what}")
+            seen.append(checked)
     return seen

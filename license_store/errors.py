@@ -58,3 +58,11 @@ class LicenseStateError(ConflictError):
 
     code = "LICENSE_STATE"
     message_zh = "证照当前状态不允许此操作"
+
+
+class RegistryInUseError(ConflictError):
+    """A change that licenses already issued would not survive (a schema their fields fail, a
+    new USCC for a department whose identifiers carry the old one)."""
+
+    code = "REGISTRY_IN_USE"
+    message_zh = "已签发的证照依赖当前设置，不能这样修改"

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,10 +26,12 @@ from license_store.errors import IdempotencyConflictError, LicenseDataError, Lic
 from license_store.holder_codes import check_holder_code, holder_code_hash, mask_name
 from license_store.identifiers import LicenseId, format_serial
 from license_store.models import (
+    DepartmentRow,
     IdempotencyRow,
     LicenseEventRow,
     LicenseFileRow,
     LicenseRow,
+    LicenseTypeRow,
     SerialCounterRow,
 )
 from license_store.qr_payload import make_payload
@@ -41,7 +43,7 @@ from license_store.types import LicenseType
 from signing.jcs import canonicalize
 from storage.engine import transaction
 from trust.clock import Clock, system_clock
-from trust.errors import ForbiddenError, MalformedInputError
+from trust.errors import ConflictError, ForbiddenError, MalformedInputError
 
 SERIAL_WIDTH = 10
 
@@ -393,6 +395,7 @@ class LicenseService:
     def _store(self, session: Session, made: _Made, actor: str, reason: str | None) -> LicenseRow:
         """The license version, its documents, its event and its log entry (in ``session``)."""
         content = made.content
+        _still_as_checked(session, content)
         row = LicenseRow(
             identifier=str(content.license_id),
             lineage=_lineage(content.license_id),
@@ -536,6 +539,30 @@ def _check_validity(license_type: LicenseType, valid_from: date, valid_to: date 
             f"licenses of type {license_type.code} are valid for at most "
             f"{license_type.validity_years} years: until {longest} at the latest"
         )
+
+
+def _still_as_checked(session: Session, content: _Content) -> None:
+    """The type and the department as they were when the license was checked and made: an
+    admin redefining the type (or changing the department's USCC) meanwhile must not let
+    a license in that the new definition refuses. FOR SHARE holds them until commit on
+    PostgreSQL; SQLite's write transactions are serialised anyway."""
+    type_row = session.scalar(
+        select(LicenseTypeRow)
+        .where(LicenseTypeRow.code == content.license_type.code)
+        .with_for_update(read=True)
+    )
+    department = session.scalar(
+        select(DepartmentRow)
+        .where(DepartmentRow.code == content.department.code)
+        .with_for_update(read=True)
+    )
+    if (
+        type_row is None
+        or type_row.definition != content.license_type.definition_json()
+        or department is None
+        or department.uscc != content.department.uscc
+    ):
+        raise ConflictError("the license type or the department changed meanwhile; try again")
 
 
 def _lineage(license_id: LicenseId) -> str:
