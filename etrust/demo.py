@@ -48,7 +48,7 @@ def seed_demo(rt: Runtime) -> list[str]:
                 }
             ),
             "seal-signer",
-            identity={"organization_code": "11152500MB1234567X"},
+            identity={"organization_code": DEMO_DEPARTMENT_USCC},
         )
         created.append(f"{label} certificate")
     created += _demo_seals(rt)

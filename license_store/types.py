@@ -97,7 +97,7 @@ class LicenseType:
             raise LicenseDataError(f"a license's fields are at most {MAX_DATA_BYTES} bytes")
         errors = sorted(_validator(self.definition_json()).iter_errors(plain), key=_path)
         if errors:
-            problems = "; ".join(f"{_path(e) or '(fields)'}: {e.message}" for e in errors[:20])
+            problems = "; ".join(f"{_path(e) or '(fields)'}: {_describe(e)}" for e in errors[:20])
             raise LicenseDataError(f"the fields do not match type {self.code}: {problems}")
         return dict(plain)
 
@@ -157,6 +157,35 @@ class LicenseType:
             "example": dict(self.example),
             "issuers": list(issuers),
         }
+
+
+_RULES = {
+    "type": "must be of type {value}",
+    "enum": "is not one of the allowed values {value}",
+    "const": "must be {value}",
+    "pattern": "does not match the pattern {value}",
+    "format": "is not a valid {value}",
+    "minLength": "is shorter than {value} characters",
+    "maxLength": "is longer than {value} characters",
+    "minimum": "is below {value}",
+    "maximum": "is above {value}",
+    "exclusiveMinimum": "is not above {value}",
+    "exclusiveMaximum": "is not below {value}",
+    "minItems": "has fewer than {value} items",
+    "maxItems": "has more than {value} items",
+    "uniqueItems": "has repeated items",
+}
+
+
+def _describe(error: Any) -> str:
+    """What rule a value broke, without the value: the fields are personal data, and error
+    messages end up in logs and on screens they were never meant for."""
+    rule = _RULES.get(error.validator)
+    if rule is not None:
+        return f"{rule.format(value=error.validator_value)} ({error.validator})"
+    if error.validator in ("required", "additionalProperties", "dependentRequired"):
+        return str(error.message)  # names fields, not values
+    return f"breaks the rule {error.validator!r}"
 
 
 def _path(error: Any) -> str:
