@@ -13,6 +13,7 @@ import secrets
 from dataclasses import dataclass
 
 from etrust.pki import LOG_IDENTITY
+from etrust.qr_keys import QrKey, department_qr_key
 from etrust.runtime import Runtime
 from etrust.seals import SealSigner, SealStore, seal_pdf, seal_signer
 from etrust.transparency import transparency_log
@@ -20,7 +21,6 @@ from license_store.consent import ConsentService
 from license_store.holder_access import SignedHolderLinks, link_secret
 from license_store.issuance import LicenseService
 from license_store.lifecycle import LicenseLifecycle
-from license_store.qr_payload import key_id_of
 from license_store.render import SEAL_BOX_MM, seal_box_pdf
 from license_store.status_list import StatusLists
 from trust.clock import Clock, system_clock
@@ -111,14 +111,22 @@ class SealLicenseSigner:
     sealed in the license's seal box (PAdES B-T, timestamped), records signed by the seal key."""
 
     signer: SealSigner
+    qr: QrKey
 
     @property
     def seal_id(self) -> str:
         return self.signer.seal.es_id
 
     @property
-    def key_id(self) -> str:
-        return key_id_of(self.signer.key.public_key_info.dump())
+    def qr_algorithm(self) -> str:
+        return self.qr.algorithm
+
+    @property
+    def qr_key_id(self) -> bytes:
+        return self.qr.key_id
+
+    def sign_qr(self, data: bytes) -> bytes:
+        return self.qr.sign(data)
 
     def seal_ofd(self, ofd: bytes) -> bytes:
         from signing.ofd import sign_ofd
@@ -161,7 +169,7 @@ def department_signer(
             raise NotFoundError(
                 f"department {department!r} has no active seal: etrust seal create first"
             )
-    return SealLicenseSigner(seal_signer(rt, chosen.es_id))
+    return SealLicenseSigner(seal_signer(rt, chosen.es_id), department_qr_key(rt, department))
 
 
 def fingerprint(data: bytes) -> str:

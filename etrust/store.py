@@ -418,7 +418,7 @@ class CaRecordStore:
 
 # ------------------------------------------------------------------- service identities
 
-SERVICE_PURPOSES = ("ocsp", "tsa", "audit", "seal-maker", "log")
+SERVICE_PURPOSES = ("ocsp", "tsa", "audit", "seal-maker", "log", "qr")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,12 +35,12 @@ from license_store.models import (
     LicenseTypeRow,
     SerialCounterRow,
 )
-from license_store.qr_payload import make_payload
 from license_store.records import License, license_of, row_by_identifier, today
 from license_store.registry import Department, Registry
 from license_store.render import LicenseFace, render
 from license_store.translog import Checkpoint, TransparencyLog
 from license_store.types import LicenseType
+from signing import license_qr
 from signing.jcs import canonicalize
 from storage.engine import transaction
 from trust.clock import Clock, system_clock
@@ -55,7 +56,18 @@ class LicenseSigner(Protocol):
     def seal_id(self) -> str: ...
 
     @property
-    def key_id(self) -> str: ...
+    def qr_algorithm(self) -> str:
+        """The department's QR key's algorithm (``sm2-sm3``, ``ecdsa-p256-sha256``, ...)."""
+        ...
+
+    @property
+    def qr_key_id(self) -> bytes:
+        """The 8-byte id the trust list knows the QR key by."""
+        ...
+
+    def sign_qr(self, data: bytes) -> bytes:
+        """A signature by the department's QR key (license codes)."""
+        ...
 
     def seal_ofd(self, ofd: bytes) -> bytes:
         """The OFD with a Seal-type signature in the license's seal box."""
@@ -66,7 +78,7 @@ class LicenseSigner(Protocol):
         ...
 
     def sign(self, data: bytes) -> bytes:
-        """A plain signature by the seal key (QR payloads, event records)."""
+        """A plain signature by the seal key (event records)."""
         ...
 
 
@@ -331,22 +343,27 @@ class LicenseService:
         """Everything of a license version that is signed, made outside any transaction: the
         QR payload, the sealed OFD and PDF, the event record and its signature."""
         identifier = str(content.license_id)
-        payload = make_payload(
-            identifier=identifier,
-            version=content.license_id.version,
-            type_code=content.license_type.code,
-            issuer_code=content.department.uscc,
-            issue_date=content.issue_date,
-            valid_from=content.valid_from,
-            valid_to=content.valid_to,
-            holder_name=(
-                content.holder_name
-                if content.license_type.qr_name == "full"
-                else mask_name(content.holder_name)
+        salt = secrets.token_bytes(license_qr.HOLDER_SALT)
+        payload = license_qr.encode(
+            license_qr.LicenseCode(
+                algorithm=signer.qr_algorithm,
+                key_id=signer.qr_key_id,
+                type_code=content.license_type.code,
+                issuer_code=content.department.uscc,
+                serial=content.license_id.serial,
+                version=content.license_id.version,
+                issue_date=content.issue_date,
+                valid_from=content.valid_from,
+                valid_to=content.valid_to,
+                holder_name=(
+                    content.holder_name
+                    if content.license_type.qr_name == "full"
+                    else mask_name(content.holder_name)
+                ),
+                holder_salt=salt,
+                holder_hash=license_qr.holder_digest(content.holder_code, salt),
             ),
-            holder_code=content.holder_code,
-            key_id=signer.key_id,
-            sign=signer.sign,
+            signer.sign_qr,
         )
         face = LicenseFace(
             license_type=content.license_type,
@@ -450,7 +467,7 @@ class LicenseService:
     def qr_text(self, payload: bytes) -> str:
         """The QR code's text: our verify page with the payload in the fragment (a phone
         camera opens it; the payload is not sent to the server unless the page asks)."""
-        return f"{self._verify_base}/v#{payload.decode('ascii')}"
+        return license_qr.to_text(payload, f"{self._verify_base}/v")
 
     def _replay(self, client: str, key: str, request: IssueRequest, seal_id: str) -> Issued | None:
         with transaction(self._sessions) as session:

@@ -36,13 +36,15 @@ from license_store.models import (
     LogEntryRow,
     LogNodeRow,
 )
-from license_store.qr_payload import read_payload
 from license_store.status_list import read_status_list
 from license_store.translog import verify_checkpoint
+from signing import license_qr
+from signing.qr import qr_symbol
 from storage.engine import transaction
 from tests.db_fixtures import postgres_url
 from tests.officers import api_headers
 from trust import merkle
+from trust.algorithms import SM2_SM3
 from trust.errors import EtrustError, InvalidSignatureError, MalformedInputError
 
 pytest_plugins = ["tests.db_fixtures"]
@@ -501,8 +503,8 @@ def test_concurrent_status_changes_one_wins(
         signer = department_signer(rt, DEMO_DEPARTMENT_CODE)
 
         class Slow:
-            seal_id, key_id = signer.seal_id, signer.key_id
-            seal_ofd, seal_pdf = signer.seal_ofd, signer.seal_pdf
+            seal_id, qr_algorithm, qr_key_id = signer.seal_id, signer.qr_algorithm, signer.qr_key_id
+            seal_ofd, seal_pdf, sign_qr = signer.seal_ofd, signer.seal_pdf, signer.sign_qr
 
             def sign(self, data: bytes) -> bytes:
                 time.sleep(0.3)
@@ -531,13 +533,37 @@ def test_concurrent_status_changes_one_wins(
         rt.close()
 
 
-def test_the_qr_payload_follows_the_name_policy(
-    home: Path, client: TestClient, department: dict[str, str]
-) -> None:
+def test_the_license_code(home: Path, client: TestClient, department: dict[str, str]) -> None:
+    """Compact, signed by the department's QR key, the name as the type's policy says, the
+    holder's code only as a salted slow hash that the right ID number matches; an SM2 code
+    fits a QR code of version 15 at level M."""
     issued = client.post("/api/v1/licenses", json=issue_body(11), headers=department).json()
-    fields, _, _ = read_payload(issued["qr_text"].split("#", 1)[1].encode())
-    assert fields["n"] == "李*"  # the person type masks names in its QR code
-    assert person_id(11) not in json.dumps(fields)
+    text = issued["qr_text"]
+    assert text.startswith("http") and "/v#" in text
+    signed = license_qr.decode(license_qr.from_text(text))
+    code = signed.code
+    assert code.holder_name == "李*"  # the person type masks names in its code
+    assert code.holder_matches(person_id(11)) and not code.holder_matches(person_id(12))
+    assert person_id(11) not in text
+    parsed = LicenseId.parse(issued["identifier"])
+    assert (code.type_code, code.issuer_code, code.serial, code.version) == (
+        parsed.type_code,
+        parsed.issuer_code,
+        parsed.serial,
+        parsed.version,
+    )
+    assert qr_symbol(text, level="M").version <= 15
+    rt = open_runtime(load_settings(home))
+    try:
+        from etrust.qr_keys import department_qr_key
+
+        qr_key = department_qr_key(rt, DEMO_DEPARTMENT_CODE)
+        assert code.key_id == qr_key.key_id and code.algorithm == "sm2-sm3"
+        SM2_SM3.verify(qr_key.key.public_key_info, signed.signature, signed.signed)
+        with pytest.raises(InvalidSignatureError):
+            SM2_SM3.verify(qr_key.key.public_key_info, signed.signature, signed.signed + b"x")
+    finally:
+        rt.close()
 
 
 @pytest.mark.parametrize(
