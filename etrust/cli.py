@@ -488,9 +488,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(
         "verify",
         _cmd_verify,
-        "verify a signed document (OFD, PDF, .esl, SignedValue.dat, CMS), a certificate or a CRL",
+        "verify a signed document (OFD, PDF, .esl, SignedValue.dat, CMS), a certificate, a CRL, "
+        "a license code (--code TEXT) or a photo of one",
     )
-    p.add_argument("file")
+    p.add_argument("file", nargs="?")
+    p.add_argument("--code", help="a license code as a scanner types it (the URL or its fragment)")
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="check a license code with --trust-list (and --status-list) only, no home",
+    )
+    p.add_argument("--trust-list", help="a signed trust list (etrust trust-list export)")
+    p.add_argument("--status-list", help="a signed status list (etrust license status-list)")
+    p.add_argument("--holder-code", help="the ID number on the holder's card, to match the code")
     p.add_argument(
         "--content",
         help="the file a detached signature (CMS, SES) signs (default: FILE minus .p7s)",
@@ -662,7 +672,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(args.home)
         # verify --trust needs no home (nor its keys); init is the one command that creates one.
-        if not ((args.handler is _cmd_verify and args.trust) or args.handler is _cmd_device_probe):
+        offline = args.handler is _cmd_verify and (args.trust or args.offline)
+        if not (offline or args.handler is _cmd_device_probe):
             rt = open_runtime(settings, create=args.handler is _cmd_init)
         code: int = args.handler(rt, args)
         return code

@@ -191,6 +191,37 @@ def cmd_status_list(rt: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_qr(rt: Runtime, args: argparse.Namespace) -> int:
+    from signing.qr import qr_symbol
+
+    with transaction(rt.sessions) as session:
+        lic = license_of(row_by_identifier(session, args.id))
+    text = license_service(rt).qr_text(lic.qr_payload)
+    symbol = qr_symbol(text, level="M", scale=args.scale)
+    write_new(args.out, symbol.png)
+    print_result(
+        args,
+        {"identifier": lic.identifier, "out": args.out, "qr_version": symbol.version, "text": text},
+        f"QR code of {lic.identifier} (version {symbol.version}) written to {args.out}",
+    )
+    return 0
+
+
+def cmd_trust_list(rt: Runtime, args: argparse.Namespace) -> int:
+    from etrust.verification import trust_list_bytes
+    from verify_app.trust_list import read_trust_list
+
+    data = trust_list_bytes(rt)
+    listed = read_trust_list(data)
+    write_new(args.out, data)
+    print_result(
+        args,
+        {"number": listed.number, "qr_keys": len(listed.qr_keys), "out": args.out},
+        f"trust list {listed.number} ({len(listed.qr_keys)} QR keys) written to {args.out}",
+    )
+    return 0
+
+
 def cmd_log_verify(rt: Runtime, args: argparse.Namespace) -> int:
     identity = rt.identities.get(LOG_IDENTITY)
     keys = [rt.keys.find(identity.key_uri).public_key_info] if identity else []
@@ -262,6 +293,15 @@ def add_commands(sub: Any, command: Any) -> None:
         "record the expiry of licenses past their validity (run daily, e.g. from cron)",
         lic,
     )
+    p = command("qr", cmd_qr, "write a license's QR code as a PNG", lic)
+    p.add_argument("id")
+    p.add_argument("--out", required=True)
+    p.add_argument("--scale", type=int, default=8, help="pixels per module (default 8)")
+    trust_list = sub.add_parser("trust-list", help="the signed trust list").add_subparsers(
+        dest="trust_list_command", required=True
+    )
+    p = command("export", cmd_trust_list, "write the signed trust list", trust_list)
+    p.add_argument("--out", required=True)
     p = command("status-list", cmd_status_list, "write the signed status list", lic)
     p.add_argument("--out", required=True)
     import_cli.add_commands(lic, command)

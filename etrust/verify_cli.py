@@ -19,7 +19,8 @@ from signing.context import VerifyContext
 from signing.report import Report
 from signing.report import report as document_report
 from signing.verifier import MAX_DOCUMENT, detect_format, verify_document
-from trust.certificates import load_certificates
+from trust.certificates import load_certificate, load_certificates
+from trust.clock import system_clock
 from trust.crl import load_crl
 from trust.errors import MalformedInputError
 from trust.validation import (
@@ -33,6 +34,71 @@ from trust.validation import (
 EXIT_CODES = {"PASSED": 0, "FAILED": 1, "INDETERMINATE": 2}
 
 
+def run_code(rt: Runtime | None, args: argparse.Namespace, texts: list[str] | None) -> int:
+    """A license code (typed, or read from an image): 0 valid, 1 invalid, 2 cannot tell."""
+    from verify_app.code_check import (
+        VERDICT_ZH,
+        CodeCheck,
+        CodeChecker,
+        StatusListSource,
+        StatusSource,
+    )
+    from verify_app.trust_list import read_trust_list
+
+    if texts is None:
+        if args.file is None:
+            raise MalformedInputError("give --code TEXT or an image of the code")
+        from etrust.verification import decode_image
+
+        texts = decode_image(read_file(args.file)) or [""]
+    now = args.at or system_clock()
+    holder = args.holder_code
+    if args.offline or rt is None:
+        if not args.trust_list:
+            raise MalformedInputError("--offline needs --trust-list FILE")
+        anchors = [c for path in args.trust for c in load_certificates(read_file(path))]
+        checker = CodeChecker(read_trust_list(read_file(args.trust_list), anchors=anchors))
+        status: StatusSource | None = None
+        if args.status_list:
+            from license_store.status_list import read_status_list
+
+            listed = read_status_list(
+                read_file(args.status_list), load_certificate(checker.trust_list.signer).public_key
+            )
+            status = StatusListSource.from_list(listed)
+    else:
+        from etrust.verification import RegistryStatus
+        from etrust.verification import checker as home_checker
+
+        checker = home_checker(rt)
+        status = RegistryStatus(rt)
+    results: list[CodeCheck] = [
+        checker.check(text, now=now, status=status, holder_code=holder) for text in texts
+    ]
+    if args.json:
+        print(
+            json.dumps(
+                [r.to_dict() for r in results] if len(results) > 1 else results[0].to_dict(),
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+    else:
+        for r in results:
+            print(f"{VERDICT_ZH[r.verdict]}（{r.verdict}）: {r.message_zh}  [{r.reason}]")
+            for key, value in r.license.items():
+                print(f"  {key}: {value}")
+            if r.status is not None:
+                age = now - r.status.as_of
+                print(
+                    f"  status: {r.status.status} ({r.status.source}, {int(age.total_seconds())} s old)"
+                )
+            if r.holder_match is not None:
+                print(f"  holder matches: {'yes' if r.holder_match else 'NO'}")
+    worst = max(results, key=lambda r: {"valid": 0, "unknown": 1, "invalid": 2}[r.verdict])
+    return {"valid": 0, "invalid": 1, "unknown": 2}[worst.verdict]
+
+
 def _is_crl(data: bytes) -> bool:
     if pem.detect(data):
         return b"-----BEGIN X509 CRL-----" in data
@@ -44,7 +110,15 @@ def _is_crl(data: bytes) -> bool:
 
 
 def run_verify(rt: Runtime | None, args: argparse.Namespace) -> int:
+    if args.code is not None or args.offline:
+        return run_code(rt, args, [args.code] if args.code is not None else None)
+    if args.file is None:
+        raise MalformedInputError("give a FILE to verify, or --code TEXT")
     data = read_file(args.file, MAX_DOCUMENT)
+    if data.startswith((b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"RIFF")):
+        from etrust.verification import decode_image
+
+        return run_code(rt, args, decode_image(data) or [""])
     kind = detect_format(data)
     if kind == "unknown" and not pem.detect(data) and data[:1] != b"\x30":
         # neither a document, nor PEM, nor DER (a certificate or CRL): not ours to judge

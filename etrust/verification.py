@@ -1,0 +1,139 @@
+"""License codes verified against this home: its trust list (made and signed here), the
+registry's live statuses, and QR codes read from images (zxing-cpp)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from etrust.pki import LOG_IDENTITY
+from etrust.qr_keys import KEY_SPECS, QrKey, department_qr_key, identity_name
+from etrust.runtime import Runtime
+from etrust.seals import SealStore
+from license_store.models import LicenseRow
+from license_store.records import today
+from license_store.registry import Registry
+from storage.engine import transaction
+from trust.certificates import load_certificate
+from trust.clock import system_clock
+from trust.errors import ConfigurationError, InputTooLargeError, MalformedInputError
+from verify_app.code_check import CodeChecker, Status
+from verify_app.trust_list import QrKeyEntry, build_trust_list, read_trust_list
+
+MAX_IMAGE = 10 << 20
+"""A photo of a QR code from a phone; anything larger is not a scan."""
+MAX_PIXELS = 40_000_000
+
+
+def trust_list_bytes(rt: Runtime) -> bytes:
+    """The home's signed trust list as it stands (rebuilt when a QR key or seal appeared or
+    changed state: the cache key is what goes into it)."""
+    state = _published_state(rt)
+    cache: dict[str, object] = rt.__dict__.setdefault("_trust_list", {})
+    with _LOCK:
+        if cache.get("state") == state:
+            return cache["bytes"]  # type: ignore[return-value]
+    data = _build(rt)
+    with _LOCK:
+        cache["state"], cache["bytes"] = state, data
+    return data
+
+
+_LOCK = threading.Lock()
+
+
+def checker(rt: Runtime) -> CodeChecker:
+    """A checker over the current trust list (kept while the list is unchanged)."""
+    data = trust_list_bytes(rt)
+    cached: CodeChecker | None = rt.__dict__.get("_code_checker")
+    if cached is None or cached.trust_list.raw != data:
+        cached = CodeChecker(read_trust_list(data))
+        rt.__dict__["_code_checker"] = cached
+    return cached
+
+
+def _published_state(rt: Runtime) -> tuple[object, ...]:
+    qr = tuple(sorted(i.name for i in rt.identities.list() if i.purpose == "qr"))
+    seals = tuple((s.es_id, s.status) for s in SealStore(rt.sessions).list())
+    return qr, seals
+
+
+def _build(rt: Runtime) -> bytes:
+    identity = rt.identities.get(LOG_IDENTITY)
+    if identity is None:
+        raise ConfigurationError("no publication key (log-sm2): run etrust init")
+    pki = rt.pki()
+    roots = [ca.certificate for name, ca in pki.cas.items() if pki.parents.get(name) is None]
+    intermediates = [ca.certificate for name, ca in pki.cas.items() if pki.parents.get(name)]
+    entries = []
+    for dept in Registry(rt.sessions).departments():
+        for alg in KEY_SPECS:
+            if rt.identities.get(identity_name(dept.code, alg)) is None:
+                continue
+            key: QrKey = department_qr_key(rt, dept.code, alg)
+            entries.append(
+                QrKeyEntry(key.key_id.hex(), dept.code, dept.name, dept.uscc, key.certificate_der)
+            )
+    seals = [
+        {"es_id": s.es_id, "department": s.department, "alg": s.alg, "status": s.status}
+        for s in SealStore(rt.sessions).list()
+    ]
+    now = system_clock()
+    return build_trust_list(
+        number=int(now.timestamp()),
+        issued_at=now,
+        roots=roots,
+        intermediates=intermediates,
+        qr_keys=entries,
+        seals=seals,
+        status_list_url=f"{rt.settings.base_url.rstrip('/')}/api/v1/status-list",
+        signer_key=rt.keys.find(identity.key_uri),
+        signer_certificate=load_certificate(identity.certificate_der),
+    )
+
+
+@dataclass(frozen=True)
+class RegistryStatus:
+    """Live statuses from the registry (what the window sees online)."""
+
+    rt: Runtime
+
+    def status_of(self, identifier: str) -> Status | None:
+        now = system_clock()
+        with transaction(self.rt.sessions) as session:
+            row = session.execute(
+                select(LicenseRow.status, LicenseRow.valid_from, LicenseRow.valid_to).where(
+                    LicenseRow.identifier == identifier
+                )
+            ).first()
+        if row is None:
+            return Status("not_found", now, "online")
+        status, valid_from, valid_to = row
+        day = today(now)
+        if status == "valid" and valid_to is not None and day > valid_to:
+            status = "expired"
+        elif status == "valid" and day < valid_from:
+            status = "not_yet_valid"
+        return Status(status, now, "online")
+
+
+def decode_image(data: bytes) -> list[str]:
+    """The texts of the QR codes in an image (a photo or a screenshot)."""
+    import io
+
+    import zxingcpp
+    from PIL import Image, UnidentifiedImageError
+
+    if len(data) > MAX_IMAGE:
+        raise InputTooLargeError(f"an image is at most {MAX_IMAGE >> 20} MB")
+    try:
+        image = Image.open(io.BytesIO(data))
+        if image.width * image.height > MAX_PIXELS:
+            raise InputTooLargeError("the image has too many pixels")
+        image.load()
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise MalformedInputError("this is not an image we can read") from exc
+    found = zxingcpp.read_barcodes(image, formats=zxingcpp.barcode_formats_from_str("QRCode"))
+    return [r.text for r in found if r.valid]

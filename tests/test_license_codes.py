@@ -1,0 +1,174 @@
+"""License codes verified end to end: issue, print the QR code, read it back from the image,
+verify offline with the trust list (and the status list), online with the registry; revoke and
+see the verdicts change; and every kind of bad code gets its own reason."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from etrust.app import create_app
+from etrust.cli import main
+from etrust.demo import DEMO_DEPARTMENT_CODE, demo_license_types
+from etrust.settings import load_settings
+from license_store.holder_codes import resident_id_check
+from signing import license_qr
+from tests.officers import api_headers
+from trust.certificates import load_certificate
+from trust.errors import InvalidSignatureError, MalformedInputError
+from verify_app.trust_list import read_trust_list
+
+WORKER = demo_license_types()[0]
+HOLDER = "152501199003071234"
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("codes")
+    assert main(["--home", str(path), "init", "--demo"]) == 0
+    return path
+
+
+@pytest.fixture(scope="module")
+def client(home: Path) -> TestClient:
+    return TestClient(create_app(load_settings(home)))
+
+
+@pytest.fixture(scope="module")
+def department(home: Path) -> dict[str, str]:
+    return api_headers(home, "codes-dept", "department", DEMO_DEPARTMENT_CODE)
+
+
+def issue(client: TestClient, department: dict[str, str], **changes: Any) -> dict[str, Any]:
+    body = {
+        "type_code": WORKER.code,
+        "holder_name": "王小明",
+        "holder_code": HOLDER,
+        "data": WORKER.example,
+        **changes,
+    }
+    resp = client.post("/api/v1/licenses", json=body, headers=department)
+    assert resp.status_code == 201, resp.text
+    issued: dict[str, Any] = resp.json()
+    return issued
+
+
+def verify(client: TestClient, code: str, **extra: Any) -> dict[str, Any]:
+    resp = client.post("/api/v1/verify", json={"code": code, **extra})
+    assert resp.status_code == 200, resp.text
+    answer: dict[str, Any] = resp.json()
+    return answer
+
+
+def test_print_scan_verify_offline_and_online_then_revoke(
+    home: Path,
+    client: TestClient,
+    department: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    identifier = issue(client, department)["identifier"]
+    png, trust, status = tmp_path / "code.png", tmp_path / "trust.json", tmp_path / "status.json"
+    assert run(capsys, "--home", str(home), "license", "qr", identifier, "--out", str(png))[0] == 0
+    assert run(capsys, "--home", str(home), "trust-list", "export", "--out", str(trust))[0] == 0
+    code, out, err = run(
+        capsys, "--home", str(home), "license", "status-list", "--out", str(status)
+    )
+    assert code == 0, err
+
+    # offline: no home at all, the trust list and the status list only
+    offline = ["verify", str(png), "--offline", "--trust-list", str(trust), "--json"]
+    code, out, err = run(capsys, *offline, "--status-list", str(status), "--holder-code", HOLDER)
+    answer = json.loads(out)
+    assert (code, answer["verdict"], answer["reason"]) == (0, "valid", "OK"), out + err
+    assert answer["license"]["identifier"] == identifier and answer["holder_match"] is True
+    assert answer["status"]["source"] == "status-list"
+    code, out, _ = run(capsys, *offline)  # without a status list: cannot tell
+    assert (code, json.loads(out)["reason"]) == (2, "STATUS_UNKNOWN")
+
+    # online (the home's registry) from the image
+    code, out, _ = run(capsys, "--home", str(home), "verify", str(png), "--json")
+    assert (code, json.loads(out)["status"]["source"]) == (0, "online")
+
+    code, _, err = run(
+        capsys, "--home", str(home), "license", "revoke", identifier, "--reason", "测试"
+    )
+    assert code == 0, err
+    code, out, _ = run(capsys, "--home", str(home), "verify", str(png), "--json")
+    assert (code, json.loads(out)["reason"]) == (1, "REVOKED")
+    # the cached status list still says valid, and says how old it is
+    code, out, _ = run(capsys, *offline, "--status-list", str(status))
+    assert code == 0 and json.loads(out)["status"]["age_seconds"] >= 0
+
+
+def test_verdicts_over_the_api(
+    home: Path, client: TestClient, department: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = "15250119900307125"
+    other += resident_id_check(other)
+    fresh = issue(client, department, holder_code=other)
+    answer = verify(client, fresh["qr_text"], holder_code=HOLDER)
+    assert (answer["verdict"], answer["holder_match"]) == ("valid", False)
+    assert answer["license"]["holder_name"] == "王**"
+    assert other not in json.dumps(answer)
+
+    expired = issue(client, department, holder_code=other, valid_from="2023-01-01")
+    assert verify(client, expired["qr_text"])["reason"] == "EXPIRED"
+
+    payload = bytearray(license_qr.from_text(fresh["qr_text"]))
+    payload[20] ^= 0x01  # one bit of the type code
+    forged = license_qr.to_text(bytes(payload), "https://x/v")
+    assert verify(client, forged)["reason"] in ("SIGNATURE_INVALID", "NOT_A_LICENSE_CODE")
+    payload = bytearray(license_qr.from_text(fresh["qr_text"]))
+    payload[-5] ^= 0x01  # the signature
+    assert verify(client, license_qr.to_text(bytes(payload), "https://x/v"))["reason"] == (
+        "SIGNATURE_INVALID"
+    )
+    payload = bytearray(license_qr.from_text(fresh["qr_text"]))
+    payload[3:11] = b"\x00" * 8  # a key id nobody has
+    answer = verify(client, license_qr.to_text(bytes(payload), "https://x/v"))
+    assert (answer["verdict"], answer["reason"]) == ("unknown", "UNKNOWN_KEY")
+    truncated = fresh["qr_text"][:-20]
+    assert verify(client, truncated)["reason"] == "NOT_A_LICENSE_CODE"
+    reencoded = "https://x/v#" + base64.b64encode(license_qr.from_text(fresh["qr_text"])).decode()
+    assert verify(client, reencoded)["verdict"] in (
+        "valid",
+        "invalid",
+    )  # std base64: read or refused
+    for text in ("", "你好", "https://www.example.com/", "https://evil.example/v#https://x"):
+        answer = verify(client, text)
+        assert (answer["verdict"], answer["reason"]) == ("invalid", "NOT_A_LICENSE_CODE"), text
+    newer = license_qr.to_text(b"L\x09" + bytes(payload[2:]), "https://x/v")
+    assert verify(client, newer)["reason"] == "UNKNOWN_FORMAT"
+    assert client.post("/api/v1/verify", json={"code": "x" * 5000}).status_code == 422
+
+
+def test_the_trust_list(home: Path, client: TestClient, department: dict[str, str]) -> None:
+    issue(client, department)
+    data = client.get("/api/v1/trust-list").content
+    listed = read_trust_list(data)
+    assert len(listed.qr_keys) == 1
+    entry = next(iter(listed.qr_keys.values()))
+    assert entry.department == DEMO_DEPARTMENT_CODE
+    root = load_certificate(listed.roots[0])
+    assert read_trust_list(data, anchors=[root]).number == listed.number
+    foreign = load_certificate(listed.intermediates[0])
+    with pytest.raises(InvalidSignatureError):
+        read_trust_list(data, anchors=[foreign])
+    forged = data.replace(DEMO_DEPARTMENT_CODE.encode(), b"152500-fake")
+    with pytest.raises(InvalidSignatureError):
+        read_trust_list(forged)
+    with pytest.raises(MalformedInputError):
+        read_trust_list(b"{}")

@@ -1,0 +1,227 @@
+"""Checking a license code: three verdicts a window clerk can act on — 有效 (valid),
+无效 (invalid), 无法确认 (cannot tell) — with the reason in one line.
+
+Offline it needs the trust list (the QR keys) and, for revocations, a status list; online the
+registry answers the status. Fail closed: a correct signature whose status nobody could check
+is "cannot tell", not "valid".
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal, Protocol
+
+from license_store.identifiers import LicenseId
+from signing import license_qr
+from trust.algorithms import by_name
+from trust.certificates import load_certificate
+from trust.errors import EtrustError, InvalidSignatureError, MalformedInputError
+from trust.validation import validate_chain
+from verify_app.trust_list import QrKeyEntry, TrustList
+
+Verdict = Literal["valid", "invalid", "unknown"]
+VERDICT_ZH: dict[Verdict, str] = {"valid": "有效", "invalid": "无效", "unknown": "无法确认"}
+CHINA = timezone(timedelta(hours=8))
+
+REASONS: dict[str, tuple[Verdict, str]] = {
+    "OK": ("valid", "证照有效"),
+    "NOT_A_LICENSE_CODE": ("invalid", "这不是电子证照二维码"),
+    "UNKNOWN_FORMAT": ("unknown", "二维码格式版本未知，请更新核验程序"),
+    "UNKNOWN_KEY": ("unknown", "签发部门的密钥不在信任列表中，请更新信任列表后重试"),
+    "KEY_WITHDRAWN": ("invalid", "签发部门的二维码密钥已停用，此二维码无效"),
+    "KEY_NOT_TRUSTED": ("unknown", "签名密钥的证书无法验证"),
+    "ISSUER_MISMATCH": ("invalid", "二维码中的发证机关与签名密钥不符，可能是伪造的"),
+    "SIGNATURE_INVALID": ("invalid", "二维码签名验证失败，证照可能是伪造的"),
+    "NOT_YET_VALID": ("invalid", "证照尚未生效"),
+    "EXPIRED": ("invalid", "证照已过有效期"),
+    "REVOKED": ("invalid", "证照已被吊销"),
+    "SUSPENDED": ("invalid", "证照已暂停使用"),
+    "SUPERSEDED": ("invalid", "证照已有新版本，此版本已作废"),
+    "NOT_FOUND": ("invalid", "证照库中没有这张证照"),
+    "STATUS_UNKNOWN": ("unknown", "二维码签名有效，但无法核对证照的最新状态"),
+}
+
+_STATUS_REASONS = {
+    "revoked": "REVOKED",
+    "suspended": "SUSPENDED",
+    "superseded": "SUPERSEDED",
+    "expired": "EXPIRED",
+    "not_found": "NOT_FOUND",
+}
+
+
+@dataclass(frozen=True)
+class Status:
+    """A license's status as some source knows it, and since when that knowledge dates."""
+
+    status: str
+    as_of: datetime
+    source: Literal["online", "status-list"]
+
+
+class StatusSource(Protocol):
+    def status_of(self, identifier: str) -> Status | None:
+        """The status, or None when this source cannot say (offline without a list)."""
+        ...
+
+
+@dataclass(frozen=True)
+class CodeCheck:
+    verdict: Verdict
+    reason: str
+    message_zh: str
+    license: dict[str, Any] = field(default_factory=dict)
+    status: Status | None = None
+    holder_match: bool | None = None
+    trust_list_number: int | None = None
+    checked_at: datetime | None = None
+
+    @property
+    def verdict_zh(self) -> str:
+        return VERDICT_ZH[self.verdict]
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "verdict": self.verdict,
+            "verdict_zh": self.verdict_zh,
+            "reason": self.reason,
+            "message_zh": self.message_zh,
+            "license": self.license,
+            "holder_match": self.holder_match,
+            "trust_list": self.trust_list_number,
+        }
+        if self.status is not None:
+            age = (self.checked_at - self.status.as_of) if self.checked_at else None
+            out["status"] = {
+                "status": self.status.status,
+                "as_of": self.status.as_of.isoformat(),
+                "source": self.status.source,
+                "age_seconds": int(age.total_seconds()) if age is not None else None,
+            }
+        return out
+
+
+def _result(reason: str, **details: Any) -> CodeCheck:
+    verdict, zh = REASONS[reason]
+    return CodeCheck(verdict, reason, zh, **details)
+
+
+class CodeChecker:
+    """Checks codes against one trust list; QR key certificates are validated once each."""
+
+    def __init__(self, trust_list: TrustList) -> None:
+        self.trust_list = trust_list
+        self._keys: dict[str, bool] = {}
+        self._lock = threading.Lock()
+
+    def check(
+        self,
+        text: str,
+        *,
+        now: datetime,
+        status: StatusSource | None = None,
+        holder_code: str | None = None,
+    ) -> CodeCheck:
+        """The verdict on a scanned or typed code. Never raises for bad input."""
+        try:
+            payload = license_qr.from_text(text)
+        except MalformedInputError:
+            return _result("NOT_A_LICENSE_CODE", checked_at=now)
+        try:
+            signed = license_qr.decode(payload)
+        except MalformedInputError as exc:
+            reason = (
+                "UNKNOWN_FORMAT" if "is not known here" in exc.message else "NOT_A_LICENSE_CODE"
+            )
+            return _result(reason, checked_at=now)
+        code = signed.code
+        common: dict[str, Any] = {"checked_at": now, "trust_list_number": self.trust_list.number}
+        entry = self.trust_list.qr_keys.get(code.key_id.hex())
+        if entry is None:
+            return _result("UNKNOWN_KEY", **common)
+        if (
+            entry.withdrawn_at is not None
+            and code.issue_date.isoformat() >= entry.withdrawn_at[:10]
+        ):
+            return _result("KEY_WITHDRAWN", **common)
+        if entry.issuer_code != code.issuer_code:
+            return _result("ISSUER_MISMATCH", **common)
+        if not self._key_trusted(entry):
+            return _result("KEY_NOT_TRUSTED", **common)
+        try:
+            public = load_certificate(entry.certificate).public_key
+            by_name(code.algorithm).verify(public, signed.signature, signed.signed)
+        except (InvalidSignatureError, EtrustError):
+            return _result("SIGNATURE_INVALID", **common)
+        try:
+            identifier = str(LicenseId(code.type_code, code.issuer_code, code.serial, code.version))
+        except EtrustError:
+            return _result("NOT_A_LICENSE_CODE", **common)
+        common["license"] = _license_fields(code, identifier, entry)
+        if holder_code is not None:
+            common["holder_match"] = code.holder_matches(holder_code)
+        today = now.astimezone(CHINA).date()
+        if today < code.valid_from:
+            return _result("NOT_YET_VALID", **common)
+        if code.valid_to is not None and today > code.valid_to:
+            return _result("EXPIRED", **common)
+        known = status.status_of(identifier) if status is not None else None
+        if known is None:
+            return _result("STATUS_UNKNOWN", **common)
+        common["status"] = known
+        if known.status != "valid":
+            return _result(_STATUS_REASONS.get(known.status, "STATUS_UNKNOWN"), **common)
+        return _result("OK", **common)
+
+    def _key_trusted(self, entry: QrKeyEntry) -> bool:
+        with self._lock:
+            known = self._keys.get(entry.key_id)
+        if known is None:
+            try:
+                report = validate_chain(
+                    load_certificate(entry.certificate),
+                    trust_roots=self.trust_list.store,
+                    intermediates=self.trust_list.intermediates,
+                    at=self.trust_list.issued_at,
+                    revocation="none",
+                    key_usage={"digital_signature"},
+                )
+                known = report.passed
+            except EtrustError:
+                known = False
+            with self._lock:
+                self._keys[entry.key_id] = known
+        return known
+
+
+def _license_fields(
+    code: license_qr.LicenseCode, identifier: str, entry: QrKeyEntry
+) -> dict[str, Any]:
+    return {
+        "identifier": identifier,
+        "type_code": code.type_code,
+        "issuer_code": code.issuer_code,
+        "issuer": entry.department_name,
+        "holder_name": code.holder_name,
+        "issue_date": code.issue_date.isoformat(),
+        "valid_from": code.valid_from.isoformat(),
+        "valid_to": code.valid_to.isoformat() if code.valid_to else None,
+    }
+
+
+class StatusListSource:
+    """Statuses from a (verified) status list: what is not on it was valid when it was made."""
+
+    def __init__(self, entries: dict[str, str], as_of: datetime) -> None:
+        self._entries = entries
+        self._as_of = as_of
+
+    @classmethod
+    def from_list(cls, listed: dict[str, Any]) -> StatusListSource:
+        entries = {e["id"]: e["status"] for e in listed["entries"]}
+        return cls(entries, datetime.fromisoformat(listed["this_update"]))
+
+    def status_of(self, identifier: str) -> Status | None:
+        return Status(self._entries.get(identifier, "valid"), self._as_of, "status-list")
