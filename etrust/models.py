@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 import license_store.models  # noqa: F401  (its tables are part of the one schema)
+import verify_app.models  # noqa: F401  (so are these)
 from storage.schema import Base
 
 NAME_LENGTH = 64

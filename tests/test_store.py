@@ -81,6 +81,8 @@ TABLES = {
     "log_entries",
     "log_nodes",
     "log_checkpoints",
+    "verification_checks",
+    "presentations",
 }
 BEIJING = timezone(timedelta(hours=8))
 NOW = datetime(2025, 11, 27, 9, 30, 15, 123456, tzinfo=BEIJING)
@@ -163,7 +165,7 @@ def test_migrate_creates_schema_and_is_idempotent(
     try:
         assert current_revision(engine) is None
         migrate(engine)
-        assert current_revision(engine) == head_revision() == "0006_licenses"
+        assert current_revision(engine) == head_revision() == "0007_verifications"
         assert set(inspect(engine).get_table_names()) == TABLES | {"alembic_version"}
         repo = SqlCertificateRepository(session_factory(engine))
         cert = issued()

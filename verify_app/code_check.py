@@ -114,6 +114,7 @@ class CodeChecker:
     def __init__(self, trust_list: TrustList) -> None:
         self.trust_list = trust_list
         self._keys: dict[str, bool] = {}
+        self._public: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     def check(
@@ -151,7 +152,9 @@ class CodeChecker:
         if not self._key_trusted(entry):
             return _result("KEY_NOT_TRUSTED", **common)
         try:
-            public = load_certificate(entry.certificate).public_key
+            public = self._public.get(entry.key_id)
+            if public is None:
+                public = self._public[entry.key_id] = load_certificate(entry.certificate).public_key
             by_name(code.algorithm).verify(public, signed.signature, signed.signed)
         except (InvalidSignatureError, EtrustError):
             return _result("SIGNATURE_INVALID", **common)
