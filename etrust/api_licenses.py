@@ -276,24 +276,6 @@ def trust_list(services: ServicesDep) -> Response:
     )
 
 
-class VerifyIn(BaseModel):
-    code: str = Field(max_length=2000, description="the code as scanned (URL or fragment)")
-    holder_code: str | None = Field(None, max_length=64, description="the ID card's number")
-
-
-@router.post("/verify", summary="Verify a license code (online: with the registry's status)")
-def verify_code(body: VerifyIn, services: ServicesDep) -> dict[str, Any]:
-    """Public: the code itself is what a citizen shows; the answer masks nothing more than the
-    code already does, and tells nothing about other licenses."""
-    from etrust.verification import RegistryStatus, checker
-
-    rt = services.runtime
-    result = checker(rt).check(
-        body.code, now=system_clock(), status=RegistryStatus(rt), holder_code=body.holder_code
-    )
-    return result.to_dict()
-
-
 @router.get("/log/checkpoint", summary="The newest signed checkpoint of the license log")
 def log_checkpoint(services: ServicesDep) -> dict[str, Any]:
     return license_service(services.runtime).log.latest().to_dict()

@@ -13,6 +13,8 @@ from etrust.api_licenses import router as licenses_router
 from etrust.api_registry import router as registry_router
 from etrust.api_seals import router as seals_router
 from etrust.api_security import router as security_router
+from etrust.api_verify import MAX_UPLOAD, VERIFY_PATH
+from etrust.api_verify import router as verify_router
 from etrust.limits import BodyLimitMiddleware
 from etrust.pki_routes import router as pki_router
 from etrust.problems import install_problem_handlers
@@ -38,7 +40,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.services = services
-    app.add_middleware(BodyLimitMiddleware, limit=runtime.settings.max_upload_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit=runtime.settings.max_upload_bytes,
+        uploads={VERIFY_PATH: MAX_UPLOAD},
+    )
     install_problem_handlers(app)
     app.include_router(pki_router)
     app.include_router(api_router)
@@ -47,4 +53,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(licenses_router)
     app.include_router(consent_router)
     app.include_router(registry_router)
+    app.include_router(verify_router)
     return app

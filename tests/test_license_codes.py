@@ -152,7 +152,8 @@ def test_verdicts_over_the_api(
         assert (answer["verdict"], answer["reason"]) == ("invalid", "NOT_A_LICENSE_CODE"), text
     newer = license_qr.to_text(b"L\x09" + bytes(payload[2:]), "https://x/v")
     assert verify(client, newer)["reason"] == "UNKNOWN_FORMAT"
-    assert client.post("/api/v1/verify", json={"code": "x" * 5000}).status_code == 422
+    refused = client.post("/api/v1/verify", json={"code": "x" * 5000})
+    assert (refused.status_code, refused.json()["code"]) == (400, "MALFORMED_INPUT")
 
 
 def test_the_trust_list(home: Path, client: TestClient, department: dict[str, str]) -> None:
@@ -172,3 +173,61 @@ def test_the_trust_list(home: Path, client: TestClient, department: dict[str, st
         read_trust_list(forged)
     with pytest.raises(MalformedInputError):
         read_trust_list(b"{}")
+
+
+def test_uploads_photos_and_documents_and_the_record(
+    home: Path, client: TestClient, department: dict[str, str], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    issued = issue(client, department)
+    identifier = issued["identifier"]
+    png = tmp_path / "photo.png"
+    assert run(capsys, "--home", str(home), "license", "qr", identifier, "--out", str(png))[0] == 0
+    desk = api_headers(home, "window-7", "service-desk", DEMO_DEPARTMENT_CODE)
+
+    def upload(name: str, data: bytes, **form: str) -> dict[str, Any]:
+        resp = client.post("/api/v1/verify", files={"file": (name, data)}, data=form, headers=desk)
+        assert resp.status_code == 200, resp.text
+        answer: dict[str, Any] = resp.json()
+        return answer
+
+    answer = upload("photo.png", png.read_bytes(), channel="window", holder_code=HOLDER)
+    assert (answer["kind"], answer["verdict"], answer["holder_match"]) == ("image", "valid", True)
+    pdf = client.get(f"/api/v1/licenses/{identifier}/document.pdf", headers=department).content
+    answer = upload("license.pdf", pdf)
+    assert (answer["kind"], answer["verdict"], answer["reason"]) == ("document", "valid", "OK")
+    tampered = (
+        pdf.replace(b"/Lang (zh-CN)", b"/Lang (en-US)") if b"/Lang (zh-CN)" in pdf else pdf[:-10]
+    )
+    assert upload("license.pdf", tampered)["verdict"] in ("invalid", "unknown")
+    from PIL import Image
+
+    blank = tmp_path / "blank.png"
+    Image.new("L", (200, 200), 255).save(blank)
+    answer = upload("blank.png", blank.read_bytes())
+    assert (answer["verdict"], answer["reason"]) == ("invalid", "NO_CODE_FOUND")
+    answer = upload("notes.txt", "会议纪要".encode())
+    assert (answer["verdict"], answer["reason"]) == ("invalid", "UNSUPPORTED_FORMAT")
+    broken = client.post(
+        "/api/v1/verify", files={"file": ("x.png", b"\x89PNG\r\n\x1a\nbroken")}, headers=desk
+    )
+    assert (broken.status_code, broken.json()["code"]) == (400, "MALFORMED_INPUT")
+
+    from sqlalchemy import select
+
+    from etrust.runtime import open_runtime
+    from storage.engine import transaction
+    from verify_app.models import VerificationCheckRow
+
+    rt = open_runtime(load_settings(home))
+    try:
+        with transaction(rt.sessions) as session:
+            rows = list(
+                session.scalars(
+                    select(VerificationCheckRow).where(VerificationCheckRow.actor == "api:window-7")
+                )
+            )
+    finally:
+        rt.close()
+    assert [(r.kind, r.verdict) for r in rows][:2] == [("image", "valid"), ("document", "valid")]
+    assert rows[0].identifier == identifier and rows[0].channel == "window"

@@ -1,0 +1,192 @@
+"""``POST /api/v1/verify``: one entry for everything a window or a citizen has — a scanned
+code (JSON), a photo of one or a signed document (upload) — answered with a three-state verdict
+and recorded (who, when, which license, verdict)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from etrust.api import authenticated
+from etrust.pki_routes import ServicesDep
+from etrust.services import Services
+from etrust.verification import RegistryStatus, checker, decode_image
+from signing.verifier import MAX_DOCUMENT, detect_format, verify_document
+from storage.engine import transaction
+from trust.clock import system_clock
+from trust.errors import InputTooLargeError, MalformedInputError
+from verify_app.code_check import VERDICT_ZH, Verdict
+from verify_app.models import VerificationCheckRow
+
+router = APIRouter(prefix="/api/v1", tags=["verification"])
+
+VERIFY_PATH = "/api/v1/verify"
+MAX_UPLOAD = MAX_DOCUMENT
+Channel = Literal["api", "window", "citizen"]
+_IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"RIFF")
+_DOCUMENT_VERDICTS: dict[str, Verdict] = {
+    "PASSED": "valid",
+    "FAILED": "invalid",
+    "INDETERMINATE": "unknown",
+}
+
+
+class VerifyIn(BaseModel):
+    code: str = Field(max_length=2000, description="the code as scanned (URL or fragment)")
+    holder_code: str | None = Field(None, max_length=64, description="the ID card's number")
+    channel: Channel = "api"
+
+
+@router.post(
+    "/verify",
+    summary="Verify a license code, a photo of one, or a signed document",
+    description=(
+        "JSON `{code, holder_code?, channel?}`, or multipart with a `file` (PNG/JPEG photo of a "
+        "QR code, or an OFD, PDF, .esl, SignedValue.dat or CMS) and optional `holder_code`, "
+        "`channel`. No token needed; a clerk's token records who checked."
+    ),
+)
+async def verify(request: Request, services: ServicesDep) -> dict[str, Any]:
+    actor = "public"
+    if request.headers.get("authorization"):
+        client = await run_in_threadpool(
+            authenticated, request, request.headers.get("authorization")
+        )
+        actor = f"api:{client.name}"
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form(max_files=1, max_fields=4)
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise MalformedInputError("send the photo or the document as the form field 'file'")
+        data = await upload.read(MAX_UPLOAD + 1)
+        holder = form.get("holder_code")
+        channel = _channel(form.get("channel"))
+        return await run_in_threadpool(
+            _check_upload,
+            services,
+            data,
+            holder if isinstance(holder, str) and holder else None,
+            channel,
+            actor,
+        )
+    try:
+        body = VerifyIn.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise MalformedInputError(
+            "send JSON {code, holder_code?, channel?} or a multipart upload"
+        ) from exc
+    return await run_in_threadpool(
+        _check_code, services, body.code, body.holder_code, body.channel, actor, "code"
+    )
+
+
+def _channel(value: object) -> Channel:
+    if value in (None, "", "api"):
+        return "api"
+    if value in ("window", "citizen"):
+        return value  # type: ignore[return-value]
+    raise MalformedInputError("channel is api, window or citizen")
+
+
+def _check_code(
+    services: Services,
+    text: str,
+    holder_code: str | None,
+    channel: Channel,
+    actor: str,
+    kind: str,
+) -> dict[str, Any]:
+    rt = services.runtime
+    now = system_clock()
+    result = checker(rt).check(text, now=now, status=RegistryStatus(rt), holder_code=holder_code)
+    answer = {"kind": kind, **result.to_dict()}
+    _record(
+        services,
+        now,
+        actor,
+        channel,
+        kind,
+        result.license.get("identifier"),
+        result.verdict,
+        result.reason,
+    )
+    return answer
+
+
+def _check_upload(
+    services: Services, data: bytes, holder_code: str | None, channel: Channel, actor: str
+) -> dict[str, Any]:
+    if len(data) > MAX_UPLOAD:
+        raise InputTooLargeError(f"an upload is at most {MAX_UPLOAD >> 20} MB")
+    if data.startswith(_IMAGE_MAGIC):
+        texts = decode_image(data)
+        if not texts:
+            return _refusal(
+                services, actor, channel, "image", "NO_CODE_FOUND", "图片中没有找到二维码"
+            )
+        return _check_code(services, texts[0], holder_code, channel, actor, "image")
+    kind = detect_format(data)
+    if kind == "unknown":
+        return _refusal(
+            services,
+            actor,
+            channel,
+            "document",
+            "UNSUPPORTED_FORMAT",
+            "无法识别的文件类型，不能验证",
+        )
+    report = verify_document(data, services.verify_context(), kind=kind)
+    verdict = _DOCUMENT_VERDICTS[report.verdict]
+    _record(services, system_clock(), actor, channel, "document", None, verdict, report.reason)
+    return {
+        "kind": "document",
+        "verdict": verdict,
+        "verdict_zh": VERDICT_ZH[verdict],
+        "reason": report.reason,
+        "message_zh": report.message_zh,
+        "report": report.to_dict(),
+    }
+
+
+def _refusal(
+    services: Services, actor: str, channel: Channel, kind: str, reason: str, message_zh: str
+) -> dict[str, Any]:
+    _record(services, system_clock(), actor, channel, kind, None, "invalid", reason)
+    return {
+        "kind": kind,
+        "verdict": "invalid",
+        "verdict_zh": VERDICT_ZH["invalid"],
+        "reason": reason,
+        "message_zh": message_zh,
+    }
+
+
+def _record(
+    services: Services,
+    at: datetime,
+    actor: str,
+    channel: Channel,
+    kind: str,
+    identifier: str | None,
+    verdict: str,
+    reason: str,
+) -> None:
+    """Who checked what, when, and what they were told (a failure to record fails the check:
+    an unrecorded check at a window is not allowed to happen)."""
+    with transaction(services.runtime.sessions) as session:
+        session.add(
+            VerificationCheckRow(
+                at=at,
+                actor=actor,
+                channel=channel,
+                kind=kind,
+                identifier=identifier,
+                verdict=verdict,
+                reason=reason,
+            )
+        )
