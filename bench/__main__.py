@@ -1,5 +1,5 @@
 """Run the benchmarks: ``python -m bench [crypto] [issue] [chain] [ocsp] [backends] [signing]
-[licenses] [--seconds N]``."""
+[licenses] [codes] [--seconds N]``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import importlib
 import os
 import platform
 
-SECTIONS = ("crypto", "issue", "chain", "ocsp", "backends", "signing", "licenses")
+SECTIONS = ("crypto", "issue", "chain", "ocsp", "backends", "signing", "licenses", "codes")
 
 
 def main() -> None:

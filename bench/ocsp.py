@@ -10,18 +10,13 @@ from __future__ import annotations
 
 import base64
 import os
-import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
-
-from bench.common import openssl_speed, row
+from bench.common import free_port, lua_string, openssl_speed, row, wait_for, wrk
 from etrust.cli import main as etrust
 from etrust.runtime import Runtime, open_runtime
 from etrust.settings import load_settings
@@ -29,32 +24,6 @@ from trust.certificates import load_certificate
 from trust.ocsp import build_request
 
 WORKERS = 2
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _lua_string(data: bytes) -> str:
-    return '"' + "".join(f"\\{b}" for b in data) + '"'
-
-
-def _wrk(url: str, seconds: float, script: Path | None) -> float:
-    args = ["wrk", "-t2", "-c32", f"-d{max(int(seconds), 2)}s", "--latency"]
-    if script is not None:
-        args += ["-s", str(script)]
-    out = subprocess.run(
-        [*args, url], capture_output=True, text=True, timeout=seconds + 60, check=True
-    ).stdout
-    if "Non-2xx" in out:
-        raise RuntimeError(f"wrk saw errors:\n{out}")
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if match is None:
-        raise RuntimeError(f"no rate in wrk output:\n{out}")
-    return float(match.group(1))
 
 
 def run(seconds: float) -> list[str]:
@@ -76,7 +45,7 @@ def run(seconds: float) -> list[str]:
                 )
         finally:
             rt.close()
-        port = _free_port()
+        port = free_port()
         env = {**os.environ, "ETRUST_HOME": str(home)}
         server = subprocess.Popen(
             [
@@ -97,17 +66,17 @@ def run(seconds: float) -> list[str]:
         )
         base = f"http://127.0.0.1:{port}"
         try:
-            _wait(base)
+            wait_for(base)
             lines = []
             for kind, (with_nonce, plain) in requests.items():
                 script = Path(folder) / f"{kind}.lua"
                 script.write_text(
                     'wrk.method = "POST"\n'
                     'wrk.headers["Content-Type"] = "application/ocsp-request"\n'
-                    f"wrk.body = {_lua_string(with_nonce)}\n"
+                    f"wrk.body = {lua_string(with_nonce)}\n"
                 )
-                signed = _wrk(f"{base}/pki/ocsp", seconds, script)
-                cached = _wrk(
+                signed = wrk(f"{base}/pki/ocsp", seconds, script)
+                cached = wrk(
                     f"{base}/pki/ocsp/{base64.urlsafe_b64encode(plain).decode()}", seconds, None
                 )
                 algorithm = "sm2" if kind == "sm2" else "rsa2048"
@@ -140,14 +109,3 @@ def _identity_serial(rt: Runtime, ca_name: str) -> int:
         if record.ca_name == ca_name:
             return int(load_certificate(record.certificate_der).serial_number)
     raise RuntimeError(f"no certificate issued by {ca_name}")
-
-
-def _wait(base: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(base + "/", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    raise RuntimeError("etrust serve did not start")

@@ -4,11 +4,15 @@ and recorded (who, when, which license, verdict)."""
 
 from __future__ import annotations
 
+import logging
+import threading
 from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy import insert
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from etrust.api import authenticated
@@ -23,6 +27,7 @@ from verify_app.code_check import VERDICT_ZH, Verdict
 from verify_app.models import VerificationCheckRow
 
 router = APIRouter(prefix="/api/v1", tags=["verification"])
+log = logging.getLogger("etrust.verify")
 
 VERIFY_PATH = "/api/v1/verify"
 MAX_UPLOAD = MAX_DOCUMENT
@@ -176,17 +181,88 @@ def _record(
     verdict: str,
     reason: str,
 ) -> None:
-    """Who checked what, when, and what they were told (a failure to record fails the check:
-    an unrecorded check at a window is not allowed to happen)."""
-    with transaction(services.runtime.sessions) as session:
-        session.add(
-            VerificationCheckRow(
-                at=at,
-                actor=actor,
-                channel=channel,
-                kind=kind,
-                identifier=identifier,
-                verdict=verdict,
-                reason=reason,
-            )
-        )
+    """Who checked what, when, and what they were told; written in batches (see
+    :class:`CheckRecorder`)."""
+    recorder(services).add(
+        {
+            "at": at,
+            "actor": actor,
+            "channel": channel,
+            "kind": kind,
+            "identifier": identifier,
+            "verdict": verdict,
+            "reason": reason,
+        }
+    )
+
+
+class CheckRecorder:
+    """Check records queued and written together, every ``interval`` seconds or ``batch``
+    records: a window scanning all day must not make every check a write transaction that
+    waits for the database's write lock (SQLite's is one per file). At most ``interval`` of
+    records is at risk in a crash; the app writes what is queued when it stops."""
+
+    def __init__(
+        self, sessions: sessionmaker[Session], interval: float = 0.2, batch: int = 500
+    ) -> None:
+        self._sessions = sessions
+        self._interval = interval
+        self._batch = batch
+        self._queue: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="check-recorder", daemon=True)
+        self._thread.start()
+
+    def add(self, record: dict[str, Any]) -> None:
+        with self._lock:
+            self._queue.append(record)
+            full = len(self._queue) >= self._batch
+        if full:
+            self._wake.set()
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._queue = self._queue, []
+        if not pending:
+            return
+        try:
+            with transaction(self._sessions, write=True) as session:
+                session.execute(insert(VerificationCheckRow), pending)
+        except Exception:
+            with self._lock:  # kept for the next round, up to a bound
+                self._queue = (pending + self._queue)[-MAX_PENDING:]
+            raise
+
+    def close(self) -> None:
+        self._stopped = True
+        self._wake.set()
+        self._thread.join(timeout=5)
+        self.flush()
+
+    def _run(self) -> None:
+        while not self._stopped:
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:  # the records stay queued; the next round tries again
+                log.exception("check records could not be written")
+
+
+def recorder(services: Services) -> CheckRecorder:
+    found: CheckRecorder | None = services.__dict__.get("_check_recorder")
+    if found is None:
+        with _RECORDER_LOCK:
+            found = services.__dict__.get("_check_recorder")
+            if found is None:
+                found = services.__dict__["_check_recorder"] = CheckRecorder(
+                    services.runtime.sessions
+                )
+    return found
+
+
+_RECORDER_LOCK = threading.Lock()
+MAX_PENDING = 100_000
+"""Check records kept in memory while the database refuses them (then the oldest go)."""

@@ -10,12 +10,14 @@ from fastapi import FastAPI
 from etrust.api import router as api_router
 from etrust.api_consent import router as consent_router
 from etrust.api_licenses import router as licenses_router
+from etrust.api_presentation import router as presentation_router
 from etrust.api_registry import router as registry_router
 from etrust.api_seals import router as seals_router
 from etrust.api_security import router as security_router
 from etrust.api_verify import MAX_UPLOAD, VERIFY_PATH
 from etrust.api_verify import router as verify_router
 from etrust.limits import BodyLimitMiddleware
+from etrust.pages import router as pages_router
 from etrust.pki_routes import router as pki_router
 from etrust.problems import install_problem_handlers
 from etrust.runtime import open_runtime
@@ -31,6 +33,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        recorder = services.__dict__.get("_check_recorder")
+        if recorder is not None:
+            recorder.close()  # the checks still queued are written before the database closes
         runtime.close()
 
     app = FastAPI(
@@ -52,6 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(seals_router)
     app.include_router(licenses_router)
     app.include_router(consent_router)
+    app.include_router(presentation_router)
     app.include_router(registry_router)
     app.include_router(verify_router)
+    app.include_router(pages_router)
     return app

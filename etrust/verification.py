@@ -4,6 +4,7 @@ registry's live statuses, and QR codes read from images (zxing-cpp)."""
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -22,6 +23,9 @@ from trust.errors import ConfigurationError, InputTooLargeError, MalformedInputE
 from verify_app.code_check import CodeChecker, Status
 from verify_app.trust_list import QrKeyEntry, build_trust_list, read_trust_list
 
+RECHECK_SECONDS = 5.0
+"""How long a built trust list is served before the keys and seals behind it are looked at
+again (a new department key shows within seconds; checks do not query for it each time)."""
 MAX_IMAGE = 10 << 20
 """A photo of a QR code from a phone; anything larger is not a scan."""
 MAX_PIXELS = 40_000_000
@@ -30,14 +34,20 @@ MAX_PIXELS = 40_000_000
 def trust_list_bytes(rt: Runtime) -> bytes:
     """The home's signed trust list as it stands (rebuilt when a QR key or seal appeared or
     changed state: the cache key is what goes into it)."""
-    state = _published_state(rt)
     cache: dict[str, object] = rt.__dict__.setdefault("_trust_list", {})
+    now = time.monotonic()
+    with _LOCK:
+        if "bytes" in cache and now < cache["fresh_until"]:  # type: ignore[operator]
+            return cache["bytes"]  # type: ignore[return-value]
+    state = _published_state(rt)
     with _LOCK:
         if cache.get("state") == state:
+            cache["fresh_until"] = now + RECHECK_SECONDS
             return cache["bytes"]  # type: ignore[return-value]
     data = _build(rt)
     with _LOCK:
         cache["state"], cache["bytes"] = state, data
+        cache["fresh_until"] = now + RECHECK_SECONDS
     return data
 
 

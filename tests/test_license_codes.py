@@ -219,6 +219,9 @@ def test_uploads_photos_and_documents_and_the_record(
     from storage.engine import transaction
     from verify_app.models import VerificationCheckRow
 
+    from etrust.api_verify import recorder
+
+    recorder(client.app.state.services).flush()  # type: ignore[attr-defined]
     rt = open_runtime(load_settings(home))
     try:
         with transaction(rt.sessions) as session:
