@@ -215,11 +215,10 @@ def test_uploads_photos_and_documents_and_the_record(
 
     from sqlalchemy import select
 
+    from etrust.api_verify import recorder
     from etrust.runtime import open_runtime
     from storage.engine import transaction
     from verify_app.models import VerificationCheckRow
-
-    from etrust.api_verify import recorder
 
     recorder(client.app.state.services).flush()  # type: ignore[attr-defined]
     rt = open_runtime(load_settings(home))
