@@ -7,7 +7,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from etrust.pki import LOG_IDENTITY
 from etrust.qr_keys import KEY_SPECS, QrKey, department_qr_key, identity_name
@@ -16,7 +16,6 @@ from etrust.seals import SealStore
 from license_store.models import LicenseRow
 from license_store.records import today
 from license_store.registry import Registry
-from storage.engine import transaction
 from trust.certificates import load_certificate
 from trust.clock import system_clock
 from trust.errors import ConfigurationError, InputTooLargeError, MalformedInputError
@@ -104,6 +103,11 @@ def _build(rt: Runtime) -> bytes:
     )
 
 
+_STATUS_QUERY = select(LicenseRow.status, LicenseRow.valid_from, LicenseRow.valid_to).where(
+    LicenseRow.identifier == bindparam("identifier")
+)
+
+
 @dataclass(frozen=True)
 class RegistryStatus:
     """Live statuses from the registry (what the window sees online)."""
@@ -112,12 +116,8 @@ class RegistryStatus:
 
     def status_of(self, identifier: str) -> Status | None:
         now = system_clock()
-        with transaction(self.rt.sessions) as session:
-            row = session.execute(
-                select(LicenseRow.status, LicenseRow.valid_from, LicenseRow.valid_to).where(
-                    LicenseRow.identifier == identifier
-                )
-            ).first()
+        with self.rt.engine.connect() as connection:  # one read: no ORM session needed
+            row = connection.execute(_STATUS_QUERY, {"identifier": identifier}).first()
         if row is None:
             return Status("not_found", now, "online")
         status, valid_from, valid_to = row
