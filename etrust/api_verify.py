@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from etrust.api import authenticated
+from etrust.api_presentation import presentation_service
 from etrust.pki_routes import ServicesDep
 from etrust.services import Services
 from etrust.verification import RegistryStatus, checker, decode_image
@@ -25,6 +26,7 @@ from trust.clock import system_clock
 from trust.errors import InputTooLargeError, MalformedInputError
 from verify_app.code_check import VERDICT_ZH, Verdict
 from verify_app.models import VerificationCheckRow
+from verify_app.presentation import check_presentation, is_presentation
 
 router = APIRouter(prefix="/api/v1", tags=["verification"])
 log = logging.getLogger("etrust.verify")
@@ -108,7 +110,13 @@ def _check_code(
 ) -> dict[str, Any]:
     rt = services.runtime
     now = system_clock()
-    result = checker(rt).check(text, now=now, status=RegistryStatus(rt), holder_code=holder_code)
+    if is_presentation(text):
+        kind = "presentation"
+        result = check_presentation(presentation_service(rt), text, holder_code, actor, now)
+    else:
+        result = checker(rt).check(
+            text, now=now, status=RegistryStatus(rt), holder_code=holder_code
+        )
     answer = {"kind": kind, **result.to_dict()}
     _record(
         services,

@@ -41,7 +41,19 @@ REASONS: dict[str, tuple[Verdict, str]] = {
     "SUPERSEDED": ("invalid", "证照已有新版本，此版本已作废"),
     "NOT_FOUND": ("invalid", "证照库中没有这张证照"),
     "STATUS_UNKNOWN": ("unknown", "二维码签名有效，但无法核对证照的最新状态"),
+    "PRESENTATION_NEEDS_NETWORK": ("unknown", "出示码需联网核验"),
 }
+
+PRESENTATION_PREFIX = "P."
+"""How a presentation code's fragment starts (verify_app.presentation); a license code's
+fragment is bare base64url of ``L\\x01...``, which never holds a dot."""
+
+
+def fragment_of(text: str) -> str:
+    """The fragment of a scanned URL, or the text itself when it has none."""
+    text = text.strip()
+    return text.split("#", 1)[1] if "#" in text else text
+
 
 _STATUS_REASONS = {
     "revoked": "REVOKED",
@@ -126,6 +138,8 @@ class CodeChecker:
         holder_code: str | None = None,
     ) -> CodeCheck:
         """The verdict on a scanned or typed code. Never raises for bad input."""
+        if fragment_of(text).startswith(PRESENTATION_PREFIX):  # spent online only
+            return _result("PRESENTATION_NEEDS_NETWORK", checked_at=now)
         try:
             payload = license_qr.from_text(text)
         except MalformedInputError:
