@@ -5,9 +5,11 @@
 #   softhsm2     a real PKCS#11 token for the hardware-key tests
 #   gcc, libssl-dev  to build the SKF and SDF simulator libraries the device tests load
 #   fonts-wqy-microhei  a CJK font with Latin glyphs: seal pictures and the text of our PDFs
+#   chromium     the browser the page tests drive through Playwright (Debian's, not a download)
 set -eu
 needs="openssl:openssl softhsm2:softhsm2-util gcc:gcc libssl-dev:/usr/include/openssl/evp.h"
 needs="$needs fonts-wqy-microhei:/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"
+needs="$needs chromium:/usr/bin/chromium"
 for extra in "$@"; do needs="$needs $extra:$extra"; done
 missing=""
 for need in $needs; do
