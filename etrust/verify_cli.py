@@ -13,7 +13,7 @@ from pathlib import Path
 
 from asn1crypto import pem
 
-from etrust.cli_io import read_file
+from etrust.cli_io import actor, read_file
 from etrust.runtime import Runtime
 from signing.context import VerifyContext
 from signing.report import Report
@@ -43,6 +43,7 @@ def run_code(rt: Runtime | None, args: argparse.Namespace, texts: list[str] | No
         StatusListSource,
         StatusSource,
     )
+    from verify_app.presentation import check_presentation, is_presentation
     from verify_app.trust_list import read_trust_list
 
     if texts is None:
@@ -72,9 +73,15 @@ def run_code(rt: Runtime | None, args: argparse.Namespace, texts: list[str] | No
 
         checker = home_checker(rt)
         status = RegistryStatus(rt)
-    results: list[CodeCheck] = [
-        checker.check(text, now=now, status=status, holder_code=holder) for text in texts
-    ]
+
+    def check(text: str) -> CodeCheck:
+        if rt is not None and not args.offline and is_presentation(text):  # spent here, online
+            from etrust.api_presentation import presentation_service
+
+            return check_presentation(presentation_service(rt), text, holder, actor(), now)
+        return checker.check(text, now=now, status=status, holder_code=holder)
+
+    results = [check(text) for text in texts]
     if args.json:
         print(
             json.dumps(

@@ -6,6 +6,7 @@ refused with their own reason."""
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 import threading
 from collections.abc import Iterator
@@ -412,3 +413,19 @@ def test_the_verify_endpoint_routes_presentation_codes(
         made(client, holder(rt, person_id(31)), identifier), now=system_clock()
     )
     assert (offline.verdict, offline.reason) == ("unknown", "PRESENTATION_NEEDS_NETWORK")
+
+
+def test_the_command_line_spends_a_code_online(
+    home: Path,
+    rt: Runtime,
+    client: TestClient,
+    issuer: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    identifier = issue(client, issuer, 32)
+    code = made(client, holder(rt, person_id(32)), identifier)
+    capsys.readouterr()
+    assert main(["--home", str(home), "verify", "--code", code, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["reason"] == "OK"
+    assert main(["--home", str(home), "verify", "--code", code, "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["reason"] == "PRESENTATION_REPLAYED"
