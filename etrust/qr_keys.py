@@ -3,7 +3,7 @@
 A QR key is apart from the seal key: it signs every license's code (many a day) and must sit
 where a signature costs nothing, while a seal key may live on a USB key behind a PIN; and each
 can be replaced without the other. Made on first use, certified by the hierarchy's issuing CA
-(``service-signer``), kept as a service identity ``qr-<alg>-<department>``; the trust list
+(``service-signer``), kept as a service identity (see :func:`identity_name`); the trust list
 carries its certificate, found by key id.
 """
 
@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from etrust.runtime import Runtime
 from etrust.store import ServiceIdentity
 from trust.algorithms import DEFAULT_FOR_KEY
-from trust.certificates import make_name
+from trust.certificates import load_certificate, make_name
 from trust.errors import ConflictError, KeyNotFoundError
 from trust.keys import KeyHandle
+from trust.repository import Revocation
 
 QR_PURPOSE = "qr"
 KEY_SPECS = {"sm2": "sm2", "rsa": "rsa-2048"}
@@ -28,6 +29,7 @@ class QrKey:
     department: str
     key: KeyHandle
     certificate_der: bytes
+    identity: ServiceIdentity | None = None
 
     @property
     def algorithm(self) -> str:
@@ -46,27 +48,58 @@ def key_id_of(public_key_info_der: bytes) -> bytes:
     return hashlib.sha256(public_key_info_der).digest()[:8]
 
 
-def identity_name(department: str, alg: str) -> str:
-    name = f"qr-{alg}-{department}"
-    if len(name) <= 64:
-        return name
-    return f"qr-{alg}-{hashlib.sha256(department.encode()).hexdigest()[:32]}"
+def identity_name(department: str, alg: str, generation: int = 1) -> str:
+    """``qr-<alg>-<12 hex of SHA-256(department)>-<generation>``: department codes may hold
+    dashes and digits themselves, so only a fixed-width digest keeps one department's keys
+    apart from another's (the certificate names the department in words)."""
+    digest = hashlib.sha256(department.encode()).hexdigest()[:12]
+    return f"qr-{alg}-{digest}-{generation}"
 
 
 def department_qr_key(rt: Runtime, department: str, alg: str = "sm2") -> QrKey:
-    """The department's QR key for ``alg``, made and certified the first time it is needed."""
+    """The department's current QR key for ``alg``: made and certified the first time it is
+    needed, and replaced by a new one (generation 2, 3, ...) once its certificate is revoked, so a
+    compromised key stops signing at the next license without anybody restarting anything."""
     cache: dict[tuple[str, str], QrKey] = rt.__dict__.setdefault("_qr_keys", {})
     found = cache.get((department, alg))
-    if found is not None:
+    if found is not None and not _revoked(rt, found.identity):
         return found
-    name = identity_name(department, alg)
-    identity = rt.identities.get(name)
-    if identity is None:
-        identity = _make(rt, department, alg, name)
+    current = None
+    for identity in sorted(department_identities(rt, department, alg), key=_generation):
+        if not _revoked(rt, identity):
+            current = identity
+    if current is None:
+        generations = [_generation(i) for i in department_identities(rt, department, alg)]
+        name = identity_name(department, alg, max(generations, default=0) + 1)
+        current = _make(rt, department, alg, name)
     found = cache[(department, alg)] = QrKey(
-        department, rt.keys.find(identity.key_uri), identity.certificate_der
+        department, rt.keys.find(current.key_uri), current.certificate_der, current
     )
     return found
+
+
+def department_identities(rt: Runtime, department: str, alg: str) -> list[ServiceIdentity]:
+    """Every QR key the department ever had for ``alg`` (the trust list keeps withdrawn ones,
+    so their codes are refused with that reason rather than as unknown)."""
+    prefix = identity_name(department, alg, 0)[:-1]
+    return [
+        i
+        for i in rt.identities.list()
+        if i.purpose == QR_PURPOSE and i.name.startswith(prefix) and i.name[len(prefix) :].isdigit()
+    ]
+
+
+def revocation_of(rt: Runtime, identity: ServiceIdentity) -> Revocation | None:
+    serial = load_certificate(identity.certificate_der).serial_number
+    return rt.repository.get_revocation(identity.ca_name, int(serial))
+
+
+def _revoked(rt: Runtime, identity: ServiceIdentity | None) -> bool:
+    return identity is not None and revocation_of(rt, identity) is not None
+
+
+def _generation(identity: ServiceIdentity) -> int:
+    return int(identity.name.rsplit("-", 1)[-1])
 
 
 def _make(rt: Runtime, department: str, alg: str, name: str) -> ServiceIdentity:

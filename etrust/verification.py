@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, select
 
 from etrust.pki import LOG_IDENTITY
-from etrust.qr_keys import KEY_SPECS, QrKey, department_qr_key, identity_name
+from etrust.qr_keys import KEY_SPECS, department_identities, key_id_of, revocation_of
 from etrust.runtime import Runtime
 from etrust.seals import SealStore
 from license_store.models import LicenseRow
@@ -64,7 +64,13 @@ def checker(rt: Runtime) -> CodeChecker:
 
 
 def _published_state(rt: Runtime) -> tuple[object, ...]:
-    qr = tuple(sorted(i.name for i in rt.identities.list() if i.purpose == "qr"))
+    qr = tuple(
+        sorted(
+            (i.name, revocation_of(rt, i) is not None)
+            for i in rt.identities.list()
+            if i.purpose == "qr"
+        )
+    )
     seals = tuple((s.es_id, s.status) for s in SealStore(rt.sessions).list())
     return qr, seals
 
@@ -79,12 +85,20 @@ def _build(rt: Runtime) -> bytes:
     entries = []
     for dept in Registry(rt.sessions).departments():
         for alg in KEY_SPECS:
-            if rt.identities.get(identity_name(dept.code, alg)) is None:
-                continue
-            key: QrKey = department_qr_key(rt, dept.code, alg)
-            entries.append(
-                QrKeyEntry(key.key_id.hex(), dept.code, dept.name, dept.uscc, key.certificate_der)
-            )
+            for qr in department_identities(rt, dept.code, alg):
+                certificate = load_certificate(qr.certificate_der)
+                revoked = revocation_of(rt, qr)
+                entries.append(
+                    QrKeyEntry(
+                        key_id_of(certificate.public_key.dump()).hex(),
+                        dept.code,
+                        dept.name,
+                        dept.uscc,
+                        qr.certificate_der,
+                        withdrawn_at=revoked.revoked_at.isoformat() if revoked else None,
+                        withdrawn_reason=revoked.reason if revoked else None,
+                    )
+                )
     seals = [
         {"es_id": s.es_id, "department": s.department, "alg": s.alg, "status": s.status}
         for s in SealStore(rt.sessions).list()

@@ -233,3 +233,43 @@ def test_uploads_photos_and_documents_and_the_record(
         rt.close()
     assert [(r.kind, r.verdict) for r in rows][:2] == [("image", "valid"), ("document", "valid")]
     assert rows[0].identifier == identifier and rows[0].channel == "window"
+
+
+def test_a_compromised_qr_key_is_withdrawn_and_replaced(
+    home: Path, client: TestClient, department: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Revoking a department's QR key (key compromise) refuses every code it signed, even
+    backdated ones; the next license gets a new key, which the trust list carries too."""
+    from etrust.pki import LOG_IDENTITY
+    from etrust.qr_keys import department_qr_key
+    from etrust.runtime import open_runtime
+
+    old = issue(client, department)
+    rt = open_runtime(load_settings(home))
+    try:
+        key = department_qr_key(rt, DEMO_DEPARTMENT_CODE)
+        serial = format(load_certificate(key.certificate_der).serial_number, "x")
+        log_cert = rt.identities.get(LOG_IDENTITY)
+        assert log_cert is not None
+    finally:
+        rt.close()
+    code, _, err = run(
+        capsys, "--home", str(home), "cert", "revoke", serial, "--reason", "key_compromise",
+        "--ca", "issuing-sm2",
+    )  # fmt: skip
+    assert code == 0, err
+    code, out, _ = run(capsys, "--home", str(home), "verify", "--code", old["qr_text"], "--json")
+    assert (code, json.loads(out)["reason"]) == (1, "KEY_WITHDRAWN")
+    new = issue(client, department)
+    code, out, _ = run(capsys, "--home", str(home), "verify", "--code", new["qr_text"], "--json")
+    assert (code, json.loads(out)["reason"]) == (0, "OK")
+    assert license_qr.decode(license_qr.from_text(new["qr_text"])).code.key_id != (
+        license_qr.decode(license_qr.from_text(old["qr_text"])).code.key_id
+    )
+    trust = tmp_trust = home / "trust-after.json"
+    assert run(capsys, "--home", str(home), "trust-list", "export", "--out", str(tmp_trust))[0] == 0
+    listed = read_trust_list(trust.read_bytes())
+    withdrawn = [k for k in listed.qr_keys.values() if k.withdrawn_at]
+    assert len(listed.qr_keys) == 2 and len(withdrawn) == 1
+    assert withdrawn[0].withdrawn_reason == "key_compromise"
+    assert listed.signer == log_cert.certificate_der  # signed by the publication key

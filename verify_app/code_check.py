@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, Literal, Protocol
 
 from license_store.identifiers import LicenseId
@@ -156,10 +156,7 @@ class CodeChecker:
         entry = self.trust_list.qr_keys.get(code.key_id.hex())
         if entry is None:
             return _result("UNKNOWN_KEY", **common)
-        if (
-            entry.withdrawn_at is not None
-            and code.issue_date.isoformat() >= entry.withdrawn_at[:10]
-        ):
+        if _withdrawn(entry, code.issue_date):
             return _result("KEY_WITHDRAWN", **common)
         if entry.issuer_code != code.issuer_code:
             return _result("ISSUER_MISMATCH", **common)
@@ -211,6 +208,22 @@ class CodeChecker:
             with self._lock:
                 self._keys[entry.key_id] = known
         return known
+
+
+TRUSTED_AFTER_WITHDRAWAL = frozenset(
+    {"superseded", "cessation_of_operation", "affiliation_changed"}
+)
+"""Revocation reasons that leave earlier codes standing: the key was retired, not stolen."""
+
+
+def _withdrawn(entry: QrKeyEntry, issue_date: date) -> bool:
+    """A withdrawn key's codes are all refused unless it was retired in good order, and then
+    only those dated on or after the withdrawal (a stolen key can backdate anything)."""
+    if entry.withdrawn_at is None:
+        return False
+    if entry.withdrawn_reason not in TRUSTED_AFTER_WITHDRAWAL:
+        return True
+    return issue_date.isoformat() >= entry.withdrawn_at[:10]
 
 
 def _license_fields(

@@ -39,6 +39,9 @@ class QrKeyEntry:
     issuer_code: str
     certificate: bytes
     withdrawn_at: str | None = None
+    """When its certificate was revoked (ISO 8601), if it was."""
+    withdrawn_reason: str | None = None
+    """The revocation reason (RFC 5280 name): after a compromise no code of it is believed."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,7 @@ def build_trust_list(
                     "issuer_code": k.issuer_code,
                     "certificate": _b64(k.certificate),
                     "withdrawn_at": k.withdrawn_at,
+                    "withdrawn_reason": k.withdrawn_reason,
                 }
                 for k in sorted(qr_keys, key=lambda k: k.key_id)
             ],
@@ -125,6 +129,7 @@ def read_trust_list(data: bytes, *, anchors: Sequence[x509.Certificate] = ()) ->
                 k["issuer_code"],
                 base64.b64decode(k["certificate"]),
                 k.get("withdrawn_at"),
+                k.get("withdrawn_reason"),
             )
             for k in inner["qr_keys"]
         }
