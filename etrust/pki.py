@@ -217,7 +217,11 @@ def _init_services(
         if purpose == "ocsp":
             cert = delegate(issuing, key, subject).certificate
         else:
-            profile = {"tsa": "tsa", "seal-maker": "seal-maker"}.get(purpose, "service-signer")
+            profile = {
+                "tsa": "tsa",
+                "seal-maker": "seal-maker",
+                "log": "registry-publisher",
+            }.get(purpose, "service-signer")
             cert = issuing.issue(key.public_key_info, subject, profile)
         identity = ServiceIdentity(name, purpose, issuing.name, key.key_uri, cert.dump())
         identities.save(identity, renew=existing is not None)

@@ -173,6 +173,32 @@ def test_the_trust_list(home: Path, client: TestClient, department: dict[str, st
         read_trust_list(forged)
     with pytest.raises(MalformedInputError):
         read_trust_list(b"{}")
+    # A key under the same root but not certified to publish (a department's QR key) cannot
+    # pass off a trust list of its own.
+    from datetime import UTC, datetime
+
+    from etrust.qr_keys import department_qr_key
+    from etrust.runtime import open_runtime
+    from verify_app.trust_list import build_trust_list
+
+    rt = open_runtime(load_settings(home))
+    try:
+        qr = department_qr_key(rt, DEMO_DEPARTMENT_CODE)
+        rogue = build_trust_list(
+            number=listed.number + 1,
+            issued_at=datetime.now(UTC),
+            roots=[load_certificate(r) for r in listed.roots],
+            intermediates=[load_certificate(i) for i in listed.intermediates],
+            qr_keys=list(listed.qr_keys.values()),
+            seals=[],
+            status_list_url="",
+            signer_key=qr.key,
+            signer_certificate=load_certificate(qr.certificate_der),
+        )
+    finally:
+        rt.close()
+    with pytest.raises(InvalidSignatureError, match="not certified to publish"):
+        read_trust_list(rogue)
 
 
 def test_uploads_photos_and_documents_and_the_record(

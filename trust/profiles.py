@@ -35,6 +35,11 @@ class Profile:
 
 
 _YEAR = timedelta(days=365)
+
+PUBLICATION_EKU = "2.25.252713268249227096773843774320824544856"
+"""Extended key usage of the registry's publication key (trust lists, status lists, log
+checkpoints): a UUID-based OID (X.667), so a verifier accepts a trust list only from the key
+certified for it, not from any key under the same root (a department's QR key, say)."""
 _SIGN = frozenset({"digital_signature", "non_repudiation"})
 
 PROFILES: dict[str, Profile] = {
@@ -55,6 +60,13 @@ PROFILES: dict[str, Profile] = {
         Profile("seal-signer", "签章者（单位）", 3 * _YEAR, _SIGN),
         Profile("person-signer", "个人签名", 2 * _YEAR, _SIGN),
         Profile("service-signer", "服务签名（审计、记录）", 3 * _YEAR, _SIGN),
+        Profile(
+            "registry-publisher",
+            "证照库发布签名（信任列表、状态列表、透明日志）",
+            3 * _YEAR,
+            frozenset({"digital_signature"}),
+            extended_key_usage=(PUBLICATION_EKU,),
+        ),
         Profile(
             "ocsp-signer",
             "OCSP 响应签名",

@@ -24,6 +24,7 @@ from trust.algorithms import DEFAULT_FOR_KEY, key_type_of
 from trust.certificates import load_certificate
 from trust.errors import EtrustError, InvalidSignatureError, MalformedInputError
 from trust.keys import KeyHandle
+from trust.profiles import PUBLICATION_EKU
 from trust.validation import TrustStore, validate_chain
 
 FORMAT = "etrust-trust-list/1"
@@ -150,6 +151,10 @@ def read_trust_list(data: bytes, *, anchors: Sequence[x509.Certificate] = ()) ->
     )
     if not report.passed:
         raise InvalidSignatureError(f"the trust list's signer is not trusted: {report.message}")
+    if PUBLICATION_EKU not in _extended_key_usages(signer):
+        raise InvalidSignatureError(
+            "the trust list is signed by a key not certified to publish it (no publication EKU)"
+        )
     try:
         public = signer.public_key
         DEFAULT_FOR_KEY[key_type_of(public)].verify(public, signature, body)
@@ -167,6 +172,11 @@ def read_trust_list(data: bytes, *, anchors: Sequence[x509.Certificate] = ()) ->
         signer=signer_der,
         raw=bytes(data),
     )
+
+
+def _extended_key_usages(certificate: x509.Certificate) -> set[str]:
+    value = certificate.extended_key_usage_value
+    return {purpose.dotted for purpose in value} if value is not None else set()
 
 
 def _b64(data: bytes) -> str:
