@@ -212,7 +212,7 @@ def cmd_trust_list(rt: Runtime, args: argparse.Namespace) -> int:
     from verify_app.trust_list import read_trust_list
 
     data = trust_list_bytes(rt)
-    listed = read_trust_list(data)
+    listed = read_trust_list(data, anchors=None)
     write_new(args.out, data)
     print_result(
         args,

@@ -58,7 +58,7 @@ def checker(rt: Runtime) -> CodeChecker:
     data = trust_list_bytes(rt)
     cached: CodeChecker | None = rt.__dict__.get("_code_checker")
     if cached is None or cached.trust_list.raw != data:
-        cached = CodeChecker(read_trust_list(data))
+        cached = CodeChecker(read_trust_list(data, anchors=None))
         rt.__dict__["_code_checker"] = cached
     return cached
 

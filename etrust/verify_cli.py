@@ -57,6 +57,11 @@ def run_code(rt: Runtime | None, args: argparse.Namespace, texts: list[str] | No
     if args.offline or rt is None:
         if not args.trust_list:
             raise MalformedInputError("--offline needs --trust-list FILE")
+        if not args.trust:
+            raise MalformedInputError(
+                "--offline needs --trust ROOT.pem: the root the trust list must chain to "
+                "(etrust ca export root-sm2 --out ROOT.pem on the registry's host)"
+            )
         anchors = [c for path in args.trust for c in load_certificates(read_file(path))]
         checker = CodeChecker(read_trust_list(read_file(args.trust_list), anchors=anchors))
         status: StatusSource | None = None

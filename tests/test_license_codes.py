@@ -89,7 +89,10 @@ def test_print_scan_verify_offline_and_online_then_revoke(
     assert code == 0, err
 
     # offline: no home at all, the trust list and the status list only
-    offline = ["verify", str(png), "--offline", "--trust-list", str(trust), "--json"]
+    root = tmp_path / "root.pem"
+    assert run(capsys, "--home", str(home), "ca", "export", "root-sm2", "--out", str(root))[0] == 0
+    offline = ["verify", str(png), "--offline", "--trust-list", str(trust), "--trust", str(root)]
+    offline.append("--json")
     code, out, err = run(capsys, *offline, "--status-list", str(status), "--holder-code", HOLDER)
     answer = json.loads(out)
     assert (code, answer["verdict"], answer["reason"]) == (0, "valid", "OK"), out + err
@@ -159,20 +162,20 @@ def test_verdicts_over_the_api(
 def test_the_trust_list(home: Path, client: TestClient, department: dict[str, str]) -> None:
     issue(client, department)
     data = client.get("/api/v1/trust-list").content
-    listed = read_trust_list(data)
+    listed = read_trust_list(data, anchors=None)
     assert len(listed.qr_keys) == 1
     entry = next(iter(listed.qr_keys.values()))
     assert entry.department == DEMO_DEPARTMENT_CODE
-    root = load_certificate(listed.roots[0])
-    assert read_trust_list(data, anchors=[root]).number == listed.number
+    roots = [load_certificate(r) for r in listed.roots]  # the SM2 and the RSA root
+    assert read_trust_list(data, anchors=roots).number == listed.number
     foreign = load_certificate(listed.intermediates[0])
     with pytest.raises(InvalidSignatureError):
         read_trust_list(data, anchors=[foreign])
     forged = data.replace(DEMO_DEPARTMENT_CODE.encode(), b"152500-fake")
     with pytest.raises(InvalidSignatureError):
-        read_trust_list(forged)
+        read_trust_list(forged, anchors=None)
     with pytest.raises(MalformedInputError):
-        read_trust_list(b"{}")
+        read_trust_list(b"{}", anchors=None)
     # A key under the same root but not certified to publish (a department's QR key) cannot
     # pass off a trust list of its own.
     from datetime import UTC, datetime
@@ -198,7 +201,7 @@ def test_the_trust_list(home: Path, client: TestClient, department: dict[str, st
     finally:
         rt.close()
     with pytest.raises(InvalidSignatureError, match="not certified to publish"):
-        read_trust_list(rogue)
+        read_trust_list(rogue, anchors=None)
 
 
 def test_uploads_photos_and_documents_and_the_record(
@@ -294,8 +297,51 @@ def test_a_compromised_qr_key_is_withdrawn_and_replaced(
     )
     trust = tmp_trust = home / "trust-after.json"
     assert run(capsys, "--home", str(home), "trust-list", "export", "--out", str(tmp_trust))[0] == 0
-    listed = read_trust_list(trust.read_bytes())
+    listed = read_trust_list(trust.read_bytes(), anchors=None)
     withdrawn = [k for k in listed.qr_keys.values() if k.withdrawn_at]
     assert len(listed.qr_keys) == 2 and len(withdrawn) == 1
     assert withdrawn[0].withdrawn_reason == "key_compromise"
     assert listed.signer == log_cert.certificate_der  # signed by the publication key
+
+
+def test_a_trust_list_from_another_registry_is_refused(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Another registry's publication key, with our pinned root copied into its list: the
+    list's own roots vouch for nothing; only the pinned ones do."""
+    from datetime import UTC, datetime
+
+    from etrust.pki import LOG_IDENTITY
+    from etrust.runtime import open_runtime
+    from verify_app.trust_list import build_trust_list
+
+    other = tmp_path / "other"
+    assert main(["--home", str(other), "init"]) == 0
+    ours = open_runtime(load_settings(home))
+    theirs = open_runtime(load_settings(other))
+    try:
+        our_root = ours.pki().ca("root-sm2").certificate
+        their_log = theirs.identities.get(LOG_IDENTITY)
+        assert their_log is not None
+        forged = build_trust_list(
+            number=1,
+            issued_at=datetime.now(UTC),
+            roots=[our_root, theirs.pki().ca("root-sm2").certificate],
+            intermediates=[theirs.pki().ca("issuing-sm2").certificate],
+            qr_keys=[],
+            seals=[],
+            status_list_url="",
+            signer_key=theirs.keys.find(their_log.key_uri),
+            signer_certificate=load_certificate(their_log.certificate_der),
+        )
+    finally:
+        ours.close()
+        theirs.close()
+    with pytest.raises(InvalidSignatureError):
+        read_trust_list(forged, anchors=[our_root])
+    with pytest.raises(InvalidSignatureError, match="pin a root"):
+        read_trust_list(forged, anchors=[])
+    path = tmp_path / "forged.json"
+    path.write_bytes(forged)
+    code, _, err = run(capsys, "verify", "--code", "x", "--offline", "--trust-list", str(path))
+    assert code == 2 and "--trust" in err

@@ -14,7 +14,7 @@ import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from asn1crypto import x509
@@ -108,10 +108,17 @@ def build_trust_list(
     return b'{"list":' + body + b',"signature":"' + signature + b'"}'
 
 
-def read_trust_list(data: bytes, *, anchors: Sequence[x509.Certificate] = ()) -> TrustList:
-    """A trust list whose signature verifies with its signer's certificate, which chains to
-    one of its roots; with ``anchors`` (pinned roots) one of those must be among its roots.
-    Raises MalformedInputError or InvalidSignatureError."""
+def read_trust_list(
+    data: bytes,
+    *,
+    anchors: Sequence[x509.Certificate] | None,
+    at: datetime | None = None,
+) -> TrustList:
+    """A trust list signed by the publication key (its own EKU), whose certificate chains at
+    ``at`` (default: now) to one of ``anchors`` — the roots the verifier pinned; the list's
+    own roots never vouch for the list. ``anchors=None`` is for the server reading its own
+    list (the roots it carries are then the home's). Raises MalformedInputError or
+    InvalidSignatureError."""
     try:
         outer = json.loads(data)
         inner = outer["list"]
@@ -139,14 +146,19 @@ def read_trust_list(data: bytes, *, anchors: Sequence[x509.Certificate] = ()) ->
         number = int(inner["number"])
     except (ValueError, KeyError, TypeError) as exc:
         raise MalformedInputError(f"not a trust list: {exc}") from exc
-    if anchors and not {a.dump() for a in anchors} & set(roots):
-        raise InvalidSignatureError("the trust list's roots are not the ones pinned here")
+    if anchors is not None:
+        if not anchors:
+            raise InvalidSignatureError("pin a root to check a trust list against (--trust)")
+        pinned = {a.dump() for a in anchors}
+        roots = tuple(r for r in roots if r in pinned)  # the list cannot add roots of its own
+        if not roots:
+            raise InvalidSignatureError("the trust list's roots are not the ones pinned here")
     signer = load_certificate(signer_der)
     report = validate_chain(
         signer,
         trust_roots=TrustStore(roots, intermediates),
         intermediates=intermediates,
-        at=issued_at,
+        at=at or datetime.now(UTC),
         revocation="none",
     )
     if not report.passed:
