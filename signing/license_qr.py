@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,7 +40,10 @@ SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**12, 8, 1
 """About 6 ms per try on one core: negligible for a clerk, slow for someone trying every
 birth date of an area."""
 
-MAX_PAYLOAD = 600
+MAX_PAYLOAD = 700
+MIN_PAYLOAD = 120
+"""Shorter than the smallest possible code (fields and a 64-byte signature)."""
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
 _TYPE_CODE, _ISSUER = 21, 18
 
 
@@ -145,7 +149,10 @@ def decode(payload: bytes) -> SignedCode:
     issuer = reader.text(_ISSUER)
     serial = reader.text(reader.byte())
     version, issued, start, end = struct.unpack(">HHHH", reader.take(8))
-    name = reader.take(reader.byte()).decode("utf-8", errors="strict")
+    try:
+        name = reader.take(reader.byte()).decode("utf-8", errors="strict")
+    except UnicodeDecodeError as exc:
+        raise MalformedInputError("the holder's name in the code is not UTF-8") from exc
     salt = reader.take(HOLDER_SALT)
     holder = reader.take(HOLDER_HASH)
     signed = payload[: reader.at]
@@ -189,10 +196,14 @@ def from_text(text: str) -> bytes:
     fragment = text.split("#", 1)[1] if "#" in text else text
     if "://" in fragment or not fragment:
         raise MalformedInputError("this is not a license code")
+    if not _BASE64URL.fullmatch(fragment):
+        raise MalformedInputError("this is not a license code")
     try:
         payload = base64.urlsafe_b64decode(fragment + "=" * (-len(fragment) % 4))
     except (binascii.Error, ValueError) as exc:
         raise MalformedInputError("this is not a license code") from exc
+    if len(payload) < MIN_PAYLOAD:  # "TEST" and friends decode to a few bytes starting "L"
+        raise MalformedInputError("this is not a license code")
     if payload[:1] != MAGIC[:1]:
         raise MalformedInputError("this is not a license code")
     return payload

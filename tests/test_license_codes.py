@@ -345,3 +345,35 @@ def test_a_trust_list_from_another_registry_is_refused(
     path.write_bytes(forged)
     code, _, err = run(capsys, "verify", "--code", "x", "--offline", "--trust-list", str(path))
     assert code == 2 and "--trust" in err
+
+
+def test_hostile_codes_and_photos_never_give_a_500(
+    client: TestClient, department: dict[str, str], tmp_path: Path
+) -> None:
+    import io as _io
+
+    from PIL import Image
+
+    issued = issue(client, department)
+    payload = bytearray(license_qr.from_text(issued["qr_text"]))
+    name_at = 2 + 1 + 8 + 21 + 18 + 1 + payload[50] + 8 + 1
+    payload[name_at] = 0xFF  # the name is no longer UTF-8
+    answer = verify(client, license_qr.to_text(bytes(payload), "https://x/v"))
+    assert answer["reason"] == "NOT_A_LICENSE_CODE"
+    for text in ("TEST", "THANKS", "TAKE-ME", "TEST#TEST", "https://x/v#+/+/"):
+        assert verify(client, text)["reason"] == "NOT_A_LICENSE_CODE", text
+    png = license_qr_png(issued["qr_text"])
+    for position in range(8, len(png), max(1, len(png) // 60)):  # damaged anywhere
+        damaged = png[:position] + bytes([png[position] ^ 0x5A]) + png[position + 1 :]
+        resp = client.post("/api/v1/verify", files={"file": ("x.png", damaged)})
+        assert resp.status_code in (200, 400), (position, resp.status_code, resp.text)
+    big = _io.BytesIO()
+    Image.new("L", (5000, 5000), 255).save(big, format="PNG")
+    resp = client.post("/api/v1/verify", files={"file": ("big.png", big.getvalue())})
+    assert (resp.status_code, resp.json()["code"]) == (413, "INPUT_TOO_LARGE")
+
+
+def license_qr_png(text: str) -> bytes:
+    from signing.qr import qr_symbol
+
+    return qr_symbol(text).png

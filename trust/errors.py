@@ -292,3 +292,11 @@ class MerkleProofError(InvalidSignatureError):
 
     code = "MERKLE_PROOF_INVALID"
     message_zh = "透明日志证明验证失败"
+
+
+class ServiceBusyError(EtrustError):
+    """Too much of a bounded kind of work at once (photos being decoded, say): try again."""
+
+    code = "SERVICE_BUSY"
+    http_status = 503
+    message_zh = "服务繁忙，请稍后重试"

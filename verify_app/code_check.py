@@ -138,6 +138,19 @@ class CodeChecker:
         holder_code: str | None = None,
     ) -> CodeCheck:
         """The verdict on a scanned or typed code. Never raises for bad input."""
+        try:
+            return self._check(text, now=now, status=status, holder_code=holder_code)
+        except (MalformedInputError, ValueError, UnicodeError):
+            return _result("NOT_A_LICENSE_CODE", checked_at=now)
+
+    def _check(
+        self,
+        text: str,
+        *,
+        now: datetime,
+        status: StatusSource | None,
+        holder_code: str | None,
+    ) -> CodeCheck:
         if fragment_of(text).startswith(PRESENTATION_PREFIX):  # spent online only
             return _result("PRESENTATION_NEEDS_NETWORK", checked_at=now)
         try:
