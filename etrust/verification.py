@@ -30,6 +30,8 @@ from verify_app.trust_list import QrKeyEntry, build_trust_list, read_trust_list
 RECHECK_SECONDS = 5.0
 """How long a built trust list is served before the keys and seals behind it are looked at
 again (a new department key shows within seconds; checks do not query for it each time)."""
+REBUILD_SECONDS = 24 * 3600.0
+"""A trust list is re-signed daily even when nothing in it changed (it is valid a week)."""
 MAX_IMAGE = 10 << 20
 """A photo of a QR code from a phone; anything larger is not a scan."""
 MAX_PIXELS = 16_000_000
@@ -48,13 +50,14 @@ def trust_list_bytes(rt: Runtime) -> bytes:
             return cache["bytes"]  # type: ignore[return-value]
     state = _published_state(rt)
     with _LOCK:
-        if cache.get("state") == state:
+        if cache.get("state") == state and now < cache.get("rebuild_at", 0.0):  # type: ignore[operator]
             cache["fresh_until"] = now + RECHECK_SECONDS
             return cache["bytes"]  # type: ignore[return-value]
     data = _build(rt)
     with _LOCK:
         cache["state"], cache["bytes"] = state, data
         cache["fresh_until"] = now + RECHECK_SECONDS
+        cache["rebuild_at"] = now + REBUILD_SECONDS
     return data
 
 
@@ -120,6 +123,7 @@ def _build(rt: Runtime) -> bytes:
         qr_keys=entries,
         seals=seals,
         status_list_url=f"{rt.settings.base_url.rstrip('/')}/api/v1/status-list",
+        verify_urls=[f"{rt.settings.base_url.rstrip('/')}/v"],
         signer_key=rt.keys.find(identity.key_uri),
         signer_certificate=load_certificate(identity.certificate_der),
     )

@@ -100,6 +100,12 @@ def test_print_scan_verify_offline_and_online_then_revoke(
     assert answer["status"]["source"] == "status-list"
     code, out, _ = run(capsys, *offline)  # without a status list: cannot tell
     assert (code, json.loads(out)["reason"]) == (2, "STATUS_UNKNOWN")
+    from datetime import UTC, datetime, timedelta
+
+    for days, reason in ((2, "STATUS_STALE"), (8, "TRUST_LIST_STALE")):  # lists grow old
+        later = (datetime.now(UTC) + timedelta(days=days)).isoformat()
+        code, out, _ = run(capsys, *offline, "--status-list", str(status), "--at", later)
+        assert (code, json.loads(out)["reason"]) == (2, reason)
 
     # online (the home's registry) from the image
     code, out, _ = run(capsys, "--home", str(home), "verify", str(png), "--json")
@@ -132,20 +138,24 @@ def test_verdicts_over_the_api(
 
     payload = bytearray(license_qr.from_text(fresh["qr_text"]))
     payload[20] ^= 0x01  # one bit of the type code
-    forged = license_qr.to_text(bytes(payload), "https://x/v")
+    forged = license_qr.to_text(bytes(payload), base_of(fresh))
     assert verify(client, forged)["reason"] in ("SIGNATURE_INVALID", "NOT_A_LICENSE_CODE")
     payload = bytearray(license_qr.from_text(fresh["qr_text"]))
     payload[-5] ^= 0x01  # the signature
-    assert verify(client, license_qr.to_text(bytes(payload), "https://x/v"))["reason"] == (
+    assert verify(client, license_qr.to_text(bytes(payload), base_of(fresh)))["reason"] == (
         "SIGNATURE_INVALID"
     )
     payload = bytearray(license_qr.from_text(fresh["qr_text"]))
     payload[3:11] = b"\x00" * 8  # a key id nobody has
-    answer = verify(client, license_qr.to_text(bytes(payload), "https://x/v"))
+    answer = verify(client, license_qr.to_text(bytes(payload), base_of(fresh)))
     assert (answer["verdict"], answer["reason"]) == ("unknown", "UNKNOWN_KEY")
     truncated = fresh["qr_text"][:-20]
     assert verify(client, truncated)["reason"] == "NOT_A_LICENSE_CODE"
-    reencoded = "https://x/v#" + base64.b64encode(license_qr.from_text(fresh["qr_text"])).decode()
+    phishing = "https://evil.example/phish#" + fresh["qr_text"].split("#", 1)[1]
+    assert verify(client, phishing)["reason"] == "FOREIGN_SITE"  # a genuine payload, elsewhere
+    reencoded = (
+        base_of(fresh) + "#" + base64.b64encode(license_qr.from_text(fresh["qr_text"])).decode()
+    )
     assert verify(client, reencoded)["verdict"] in (
         "valid",
         "invalid",
@@ -153,7 +163,7 @@ def test_verdicts_over_the_api(
     for text in ("", "你好", "https://www.example.com/", "https://evil.example/v#https://x"):
         answer = verify(client, text)
         assert (answer["verdict"], answer["reason"]) == ("invalid", "NOT_A_LICENSE_CODE"), text
-    newer = license_qr.to_text(b"L\x09" + bytes(payload[2:]), "https://x/v")
+    newer = license_qr.to_text(b"L\x09" + bytes(payload[2:]), base_of(fresh))
     assert verify(client, newer)["reason"] == "UNKNOWN_FORMAT"
     refused = client.post("/api/v1/verify", json={"code": "x" * 5000})
     assert (refused.status_code, refused.json()["code"]) == (400, "MALFORMED_INPUT")
@@ -358,7 +368,7 @@ def test_hostile_codes_and_photos_never_give_a_500(
     payload = bytearray(license_qr.from_text(issued["qr_text"]))
     name_at = 2 + 1 + 8 + 21 + 18 + 1 + payload[50] + 8 + 1
     payload[name_at] = 0xFF  # the name is no longer UTF-8
-    answer = verify(client, license_qr.to_text(bytes(payload), "https://x/v"))
+    answer = verify(client, license_qr.to_text(bytes(payload), base_of(issued)))
     assert answer["reason"] == "NOT_A_LICENSE_CODE"
     for text in ("TEST", "THANKS", "TAKE-ME", "TEST#TEST", "https://x/v#+/+/"):
         assert verify(client, text)["reason"] == "NOT_A_LICENSE_CODE", text
@@ -371,6 +381,11 @@ def test_hostile_codes_and_photos_never_give_a_500(
     Image.new("L", (5000, 5000), 255).save(big, format="PNG")
     resp = client.post("/api/v1/verify", files={"file": ("big.png", big.getvalue())})
     assert (resp.status_code, resp.json()["code"]) == (413, "INPUT_TOO_LARGE")
+
+
+def base_of(issued: dict[str, Any]) -> str:
+    """The verify page a license's code points at (``<base_url>/v``)."""
+    return str(issued["qr_text"]).split("#", 1)[0]
 
 
 def license_qr_png(text: str) -> bytes:

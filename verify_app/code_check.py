@@ -42,6 +42,9 @@ REASONS: dict[str, tuple[Verdict, str]] = {
     "NOT_FOUND": ("invalid", "证照库中没有这张证照"),
     "STATUS_UNKNOWN": ("unknown", "二维码签名有效，但无法核对证照的最新状态"),
     "PRESENTATION_NEEDS_NETWORK": ("unknown", "出示码需联网核验"),
+    "STATUS_STALE": ("unknown", "证照状态列表已过期，请联网更新后再核验"),
+    "TRUST_LIST_STALE": ("unknown", "信任列表已过期，请联网更新后再核验"),
+    "FOREIGN_SITE": ("invalid", "二维码指向其他网站，不是本平台的电子证照"),
 }
 
 PRESENTATION_PREFIX = "P."
@@ -71,6 +74,8 @@ class Status:
     status: str
     as_of: datetime
     source: Literal["online", "status-list"]
+    fresh_until: datetime | None = None
+    """After this a cached list no longer counts (its next_update): the answer is unknown."""
 
 
 class StatusSource(Protocol):
@@ -165,6 +170,10 @@ class CodeChecker:
             )
             return _result(reason, checked_at=now)
         code = signed.code
+        if _foreign(text, self.trust_list.verify_urls):  # a genuine-looking code, elsewhere
+            return _result("FOREIGN_SITE", checked_at=now)
+        if now > self.trust_list.next_update:
+            return _result("TRUST_LIST_STALE", checked_at=now)
         common: dict[str, Any] = {"checked_at": now, "trust_list_number": self.trust_list.number}
         entry = self.trust_list.qr_keys.get(code.key_id.hex())
         if entry is None:
@@ -197,6 +206,9 @@ class CodeChecker:
         known = status.status_of(identifier) if status is not None else None
         if known is None:
             return _result("STATUS_UNKNOWN", **common)
+        if known.fresh_until is not None and now > known.fresh_until:
+            common["status"] = known
+            return _result("STATUS_STALE", **common)
         common["status"] = known
         if known.status != "valid":
             return _result(_STATUS_REASONS.get(known.status, "STATUS_UNKNOWN"), **common)
@@ -221,6 +233,16 @@ class CodeChecker:
             with self._lock:
                 self._keys[entry.key_id] = known
         return known
+
+
+def _foreign(text: str, verify_urls: tuple[str, ...]) -> bool:
+    """A URL whose part before the fragment is not one of our verify pages: a genuine payload
+    under a phishing site's address is refused (a bare fragment is fine)."""
+    text = text.strip()
+    if "#" not in text:
+        return False
+    prefix = text.split("#", 1)[0]
+    return bool(verify_urls) and prefix not in verify_urls
 
 
 TRUSTED_AFTER_WITHDRAWAL = frozenset(
@@ -257,14 +279,22 @@ def _license_fields(
 class StatusListSource:
     """Statuses from a (verified) status list: what is not on it was valid when it was made."""
 
-    def __init__(self, entries: dict[str, str], as_of: datetime) -> None:
+    def __init__(
+        self, entries: dict[str, str], as_of: datetime, fresh_until: datetime | None = None
+    ) -> None:
         self._entries = entries
         self._as_of = as_of
+        self._fresh_until = fresh_until
 
     @classmethod
     def from_list(cls, listed: dict[str, Any]) -> StatusListSource:
         entries = {e["id"]: e["status"] for e in listed["entries"]}
-        return cls(entries, datetime.fromisoformat(listed["this_update"]))
+        return cls(
+            entries,
+            datetime.fromisoformat(listed["this_update"]),
+            datetime.fromisoformat(listed["next_update"]),
+        )
 
     def status_of(self, identifier: str) -> Status | None:
-        return Status(self._entries.get(identifier, "valid"), self._as_of, "status-list")
+        status = self._entries.get(identifier, "valid")
+        return Status(status, self._as_of, "status-list", self._fresh_until)

@@ -55,6 +55,8 @@ class TrustList:
     qr_keys: Mapping[str, QrKeyEntry]
     seals: tuple[Mapping[str, str], ...] = ()
     status_list_url: str = ""
+    verify_urls: tuple[str, ...] = ()
+    """The pages a license QR code may point at (``<base>/v``); others are foreign sites."""
     signer: bytes = b""
     raw: bytes = field(default=b"", repr=False)
 
@@ -76,6 +78,7 @@ def build_trust_list(
     seals: Sequence[Mapping[str, str]],
     status_list_url: str,
     signer_key: KeyHandle,
+    verify_urls: Sequence[str] = (),
     signer_certificate: x509.Certificate,
 ) -> bytes:
     """The signed trust list (JSON bytes)."""
@@ -101,6 +104,7 @@ def build_trust_list(
             ],
             "seals": [dict(s) for s in seals],
             "status_list_url": status_list_url,
+            "verify_urls": list(verify_urls),
             "signer": _b64(signer_certificate.dump()),
         }
     )
@@ -181,6 +185,7 @@ def read_trust_list(
         qr_keys=qr_keys,
         seals=tuple(inner.get("seals", [])),
         status_list_url=str(inner.get("status_list_url", "")),
+        verify_urls=tuple(str(u) for u in inner.get("verify_urls", [])),
         signer=signer_der,
         raw=bytes(data),
     )
