@@ -24,7 +24,7 @@ from signing.verifier import MAX_DOCUMENT, detect_format, verify_document
 from storage.engine import transaction
 from trust.clock import system_clock
 from trust.errors import InputTooLargeError, MalformedInputError
-from verify_app.code_check import VERDICT_ZH, Verdict
+from verify_app.code_check import VERDICT_ZH, Verdict, result_for
 from verify_app.models import VerificationCheckRow
 from verify_app.presentation import check_presentation, is_presentation
 
@@ -112,7 +112,10 @@ def _check_code(
     now = system_clock()
     if is_presentation(text):
         kind = "presentation"
-        result = check_presentation(presentation_service(rt), text, holder_code, actor, now)
+        if actor == "public":  # a bystander's phone must not spend a holder's one-time code
+            result = result_for("PRESENTATION_AT_WINDOW", checked_at=now)
+        else:
+            result = check_presentation(presentation_service(rt), text, holder_code, actor, now)
     else:
         result = checker(rt).check(
             text, now=now, status=RegistryStatus(rt), holder_code=holder_code

@@ -402,12 +402,18 @@ def test_the_verify_endpoint_routes_presentation_codes(
 
     identifier = issue(client, issuer, 31)
     code = made(client, holder(rt, person_id(31)), identifier)
-    first = client.post("/api/v1/verify", json={"code": code, "holder_code": person_id(31)})
+    # a phone that opens the code (no clerk signed in) does not spend it
+    phone = client.post("/api/v1/verify", json={"code": code}).json()
+    assert (phone["verdict"], phone["reason"]) == ("unknown", "PRESENTATION_AT_WINDOW")
+    desk = api_headers(home_of(rt), "presentation-desk", "service-desk", DEMO_DEPARTMENT_CODE)
+    first = client.post(
+        "/api/v1/verify", json={"code": code, "holder_code": person_id(31)}, headers=desk
+    )
     assert first.status_code == 200, first.text
     answer = first.json()
     assert (answer["kind"], answer["verdict"], answer["reason"]) == ("presentation", "valid", "OK")
     assert answer["holder_match"] is True and answer["license"]["identifier"] == identifier
-    again = client.post("/api/v1/verify", json={"code": code}).json()
+    again = client.post("/api/v1/verify", json={"code": code}, headers=desk).json()
     assert (again["verdict"], again["reason"]) == ("invalid", "PRESENTATION_REPLAYED")
     offline = checker(rt).check(
         made(client, holder(rt, person_id(31)), identifier), now=system_clock()
@@ -429,3 +435,7 @@ def test_the_command_line_spends_a_code_online(
     assert json.loads(capsys.readouterr().out)["reason"] == "OK"
     assert main(["--home", str(home), "verify", "--code", code, "--json"]) == 1
     assert json.loads(capsys.readouterr().out)["reason"] == "PRESENTATION_REPLAYED"
+
+
+def home_of(rt: Runtime) -> Path:
+    return rt.settings.home

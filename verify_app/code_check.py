@@ -42,6 +42,7 @@ REASONS: dict[str, tuple[Verdict, str]] = {
     "NOT_FOUND": ("invalid", "证照库中没有这张证照"),
     "STATUS_UNKNOWN": ("unknown", "二维码签名有效，但无法核对证照的最新状态"),
     "PRESENTATION_NEEDS_NETWORK": ("unknown", "出示码需联网核验"),
+    "PRESENTATION_AT_WINDOW": ("unknown", "出示码须由办事窗口核验，请向工作人员出示"),
     "STATUS_STALE": ("unknown", "证照状态列表已过期，请联网更新后再核验"),
     "TRUST_LIST_STALE": ("unknown", "信任列表已过期，请联网更新后再核验"),
     "FOREIGN_SITE": ("invalid", "二维码指向其他网站，不是本平台的电子证照"),
@@ -118,6 +119,11 @@ class CodeCheck:
                 "age_seconds": int(age.total_seconds()) if age is not None else None,
             }
         return out
+
+
+def result_for(reason: str, **details: Any) -> CodeCheck:
+    """A check's answer for ``reason`` (a key of :data:`REASONS`)."""
+    return _result(reason, **details)
 
 
 def _result(reason: str, **details: Any) -> CodeCheck:
