@@ -20,11 +20,11 @@ from etrust.api_presentation import presentation_service
 from etrust.pki_routes import ServicesDep
 from etrust.services import Services
 from etrust.verification import RegistryStatus, checker, decode_image
-from signing.verifier import MAX_DOCUMENT, detect_format, verify_document
+from signing.verifier import MAX_DOCUMENT, detect_format, license_identifier, verify_document
 from storage.engine import transaction
 from trust.clock import system_clock
 from trust.errors import InputTooLargeError, MalformedInputError
-from verify_app.code_check import VERDICT_ZH, Verdict, result_for
+from verify_app.code_check import REASONS, STATUS_REASONS, VERDICT_ZH, Verdict, result_for
 from verify_app.models import VerificationCheckRow
 from verify_app.presentation import check_presentation, is_presentation
 
@@ -158,13 +158,31 @@ def _check_upload(
         )
     report = verify_document(data, services.verify_context(), kind=kind)
     verdict = _DOCUMENT_VERDICTS[report.verdict]
-    _record(services, system_clock(), actor, channel, "document", None, verdict, report.reason)
+    reason, message_zh = report.reason, report.message_zh
+    answer: dict[str, Any] = {}
+    identifier = license_identifier(data, kind) if verdict == "valid" else None
+    if identifier is not None:
+        # A genuine license document may be of a license since revoked or superseded: the
+        # signature says the file is intact, the registry says whether it still counts.
+        status = RegistryStatus(services.runtime).status_of(identifier)
+        answer["license"] = {"identifier": identifier}
+        if status is not None:
+            answer["status"] = {
+                "status": status.status,
+                "as_of": status.as_of.isoformat(),
+                "source": status.source,
+            }
+            if status.status != "valid":
+                verdict, reason = "invalid", STATUS_REASONS.get(status.status, "STATUS_UNKNOWN")
+                message_zh = f"{REASONS[reason][1]}（文件签章完整）"
+    _record(services, system_clock(), actor, channel, "document", identifier, verdict, reason)
     return {
         "kind": "document",
         "verdict": verdict,
         "verdict_zh": VERDICT_ZH[verdict],
-        "reason": report.reason,
-        "message_zh": report.message_zh,
+        "reason": reason,
+        "message_zh": message_zh,
+        **answer,
         "report": report.to_dict(),
     }
 

@@ -130,7 +130,12 @@ def render(face: LicenseFace, created: datetime) -> tuple[bytes, bytes]:
         page_size=PAGE,
     )
     pdf = render_pdf(
-        laid_out, page_size=PAGE, title=title, author=face.issuer_name, created=created
+        laid_out,
+        page_size=PAGE,
+        title=title,
+        author=face.issuer_name,
+        created=created,
+        subject=face.identifier,  # how a checker finds the license behind the document
     )
     return ofd, pdf
 

@@ -55,6 +55,7 @@ def render_pdf(
     title: str | None = None,
     author: str | None = None,
     created: datetime | None = None,
+    subject: str | None = None,
 ) -> bytes:
     """A PDF with one page of ``page_size`` mm per :class:`PageSpec`; the same arguments give
     the same bytes (without ``created`` the PDF has no creation date).
@@ -121,6 +122,8 @@ def render_pdf(
         info.append(b"/Title " + _text_string(title))
     if author:
         info.append(b"/Author " + _text_string(author))
+    if subject:
+        info.append(b"/Subject " + _text_string(subject))
     if created is not None:
         info.append(b"/CreationDate (%s)" % _pdf_date(created).encode("ascii"))
     return pdf.finish(catalog, pdf.add(b"<< %s >>" % b" ".join(info)))

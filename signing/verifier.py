@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import binascii
 import io
+import re
 import zipfile
 
 from asn1crypto import cms, pem
@@ -111,3 +112,35 @@ def verify_document(
         "expected an OFD, a PDF, a seal (.esl), an SES signature (SignedValue.dat) or a CMS "
         "signature",
     )
+
+
+_LICENSE_ID = re.compile(
+    r"1\.2\.156\.3005\.2\.[0-9A-Z]{21}\.[0-9A-Z]{18}\.[0-9A-Z]{1,32}\.\d{3}\.[0-9A-Z]"
+)
+
+
+def license_identifier(data: bytes, kind: str | None = None) -> str | None:
+    """The GB/T 36904 identifier a license document declares — OFD: the ``ZZBS`` custom data
+    (GB/T 36903 metadata); PDF: the document information's Subject — or None. What it says
+    is only a claim until the document's signature verifies."""
+    kind = kind or detect_format(data)
+    try:
+        if kind == "ofd":
+            from signing.ofd_package import OfdPackage
+
+            root = OfdPackage.read(data).xml("OFD.xml")
+            for element in root.iter():
+                if str(element.tag).endswith("CustomData") and element.get("Name") == "ZZBS":
+                    found = _LICENSE_ID.fullmatch((element.text or "").strip())
+                    return found.group(0) if found else None
+        elif kind == "pdf":
+            from pyhanko.pdf_utils.reader import PdfFileReader
+
+            trailer = PdfFileReader(io.BytesIO(data), strict=False).trailer_view
+            info = trailer["/Info"] if "/Info" in trailer else None  # [] dereferences
+            subject = str(info.get("/Subject", "")) if info is not None else ""
+            found = _LICENSE_ID.fullmatch(subject.strip())
+            return found.group(0) if found else None
+    except Exception:  # a document we cannot read has no license identifier to offer
+        return None
+    return None

@@ -392,3 +392,29 @@ def license_qr_png(text: str) -> bytes:
     from signing.qr import qr_symbol
 
     return qr_symbol(text).png
+
+
+def test_documents_of_revoked_licenses_are_not_valid(
+    client: TestClient, department: dict[str, str]
+) -> None:
+    """The file is intact, but the license it carries was revoked: 无效, and the reason says
+    both; a document that is no license keeps its signature's verdict."""
+    issued = issue(client, department)
+    identifier = issued["identifier"]
+    documents = {
+        fmt: client.get(f"/api/v1/licenses/{identifier}/document.{fmt}", headers=department).content
+        for fmt in ("pdf", "ofd")
+    }
+    for fmt, data in documents.items():
+        resp = client.post("/api/v1/verify", files={"file": (f"l.{fmt}", data)})
+        answer = resp.json()
+        assert (answer["verdict"], answer["license"]["identifier"]) == ("valid", identifier), fmt
+    client.post(
+        f"/api/v1/licenses/{identifier}/status",
+        json={"action": "revoke", "reason": "测试"},
+        headers=department,
+    )
+    for fmt, data in documents.items():
+        answer = client.post("/api/v1/verify", files={"file": (f"l.{fmt}", data)}).json()
+        assert (answer["verdict"], answer["reason"]) == ("invalid", "REVOKED"), fmt
+        assert "文件签章完整" in answer["message_zh"]

@@ -59,13 +59,15 @@ def fragment_of(text: str) -> str:
     return text.split("#", 1)[1] if "#" in text else text
 
 
-_STATUS_REASONS = {
+STATUS_REASONS = {
     "revoked": "REVOKED",
     "suspended": "SUSPENDED",
     "superseded": "SUPERSEDED",
     "expired": "EXPIRED",
     "not_found": "NOT_FOUND",
+    "not_yet_valid": "NOT_YET_VALID",
 }
+"""A license status (not valid) and the reason a check reports for it."""
 
 
 @dataclass(frozen=True)
@@ -217,7 +219,7 @@ class CodeChecker:
             return _result("STATUS_STALE", **common)
         common["status"] = known
         if known.status != "valid":
-            return _result(_STATUS_REASONS.get(known.status, "STATUS_UNKNOWN"), **common)
+            return _result(STATUS_REASONS.get(known.status, "STATUS_UNKNOWN"), **common)
         return _result("OK", **common)
 
     def _key_trusted(self, entry: QrKeyEntry) -> bool:
