@@ -137,7 +137,7 @@ def license_identifier(data: bytes, kind: str | None = None) -> str | None:
             from pyhanko.pdf_utils.reader import PdfFileReader
 
             trailer = PdfFileReader(io.BytesIO(data), strict=False).trailer_view
-            info = trailer["/Info"] if "/Info" in trailer else None  # [] dereferences
+            info = trailer["/Info"] if "/Info" in trailer else None  # noqa: SIM401 ([] dereferences)
             subject = str(info.get("/Subject", "")) if info is not None else ""
             found = _LICENSE_ID.fullmatch(subject.strip())
             return found.group(0) if found else None
