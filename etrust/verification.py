@@ -69,7 +69,7 @@ def checker(rt: Runtime) -> CodeChecker:
     data = trust_list_bytes(rt)
     cached: CodeChecker | None = rt.__dict__.get("_code_checker")
     if cached is None or cached.trust_list.raw != data:
-        cached = CodeChecker(read_trust_list(data, anchors=None))
+        cached = CodeChecker(read_trust_list(data, anchors=None), authoritative=True)
         rt.__dict__["_code_checker"] = cached
     return cached
 
@@ -83,7 +83,8 @@ def _published_state(rt: Runtime) -> tuple[object, ...]:
         )
     )
     seals = tuple((s.es_id, s.status) for s in SealStore(rt.sessions).list())
-    return qr, seals
+    types = tuple((t.code, tuple(i)) for t, i in Registry(rt.sessions).license_types())
+    return qr, seals, types
 
 
 def _build(rt: Runtime) -> bytes:
@@ -94,7 +95,12 @@ def _build(rt: Runtime) -> bytes:
     roots = [ca.certificate for name, ca in pki.cas.items() if pki.parents.get(name) is None]
     intermediates = [ca.certificate for name, ca in pki.cas.items() if pki.parents.get(name)]
     entries = []
-    for dept in Registry(rt.sessions).departments():
+    registry = Registry(rt.sessions)
+    issued_types: dict[str, list[str]] = {}
+    for license_type, issuers in registry.license_types():
+        for department in issuers:
+            issued_types.setdefault(department, []).append(license_type.code)
+    for dept in registry.departments():
         for alg in KEY_SPECS:
             for qr in department_identities(rt, dept.code, alg):
                 certificate = load_certificate(qr.certificate_der)
@@ -108,6 +114,7 @@ def _build(rt: Runtime) -> bytes:
                         qr.certificate_der,
                         withdrawn_at=revoked.revoked_at.isoformat() if revoked else None,
                         withdrawn_reason=revoked.reason if revoked else None,
+                        type_codes=tuple(issued_types.get(dept.code, ())),
                     )
                 )
     seals = [

@@ -46,6 +46,8 @@ REASONS: dict[str, tuple[Verdict, str]] = {
     "STATUS_STALE": ("unknown", "证照状态列表已过期，请联网更新后再核验"),
     "TRUST_LIST_STALE": ("unknown", "信任列表已过期，请联网更新后再核验"),
     "FOREIGN_SITE": ("invalid", "二维码指向其他网站，不是本平台的电子证照"),
+    "TYPE_NOT_ISSUED": ("invalid", "签发部门无权签发此类证照，二维码可能是伪造的"),
+    "KEY_NOT_OURS": ("invalid", "二维码的签名密钥不属于本平台任何部门，可能是伪造的"),
 }
 
 PRESENTATION_PREFIX = "P."
@@ -136,9 +138,12 @@ def _result(reason: str, **details: Any) -> CodeCheck:
 class CodeChecker:
     """Checks codes against one trust list; QR key certificates are validated once each."""
 
-    def __init__(self, trust_list: TrustList) -> None:
+    def __init__(self, trust_list: TrustList, *, authoritative: bool = False) -> None:
+        """``authoritative``: the list is the registry's current one (the server's), not a
+        verifier's cached copy that may lack newer keys."""
         self.trust_list = trust_list
-        self._keys: dict[str, bool] = {}
+        self.authoritative = authoritative
+        self._keys: dict[tuple[str, date], bool] = {}
         self._public: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -184,21 +189,23 @@ class CodeChecker:
             return _result("TRUST_LIST_STALE", checked_at=now)
         common: dict[str, Any] = {"checked_at": now, "trust_list_number": self.trust_list.number}
         entry = self.trust_list.qr_keys.get(code.key_id.hex())
-        if entry is None:
-            return _result("UNKNOWN_KEY", **common)
-        if _withdrawn(entry, code.issue_date):
-            return _result("KEY_WITHDRAWN", **common)
-        if entry.issuer_code != code.issuer_code:
-            return _result("ISSUER_MISMATCH", **common)
-        if not self._key_trusted(entry):
-            return _result("KEY_NOT_TRUSTED", **common)
-        try:
+        if entry is None:  # online the list is the registry's own: an unknown key is forged
+            return _result("KEY_NOT_OURS" if self.authoritative else "UNKNOWN_KEY", **common)
+        try:  # the signature first: what the code says counts only once it is the key's
             public = self._public.get(entry.key_id)
             if public is None:
                 public = self._public[entry.key_id] = load_certificate(entry.certificate).public_key
             by_name(code.algorithm).verify(public, signed.signature, signed.signed)
         except (InvalidSignatureError, EtrustError):
             return _result("SIGNATURE_INVALID", **common)
+        if _withdrawn(entry, code.issue_date):
+            return _result("KEY_WITHDRAWN", **common)
+        if entry.issuer_code != code.issuer_code:
+            return _result("ISSUER_MISMATCH", **common)
+        if entry.type_codes and code.type_code not in entry.type_codes:
+            return _result("TYPE_NOT_ISSUED", **common)
+        if not self._key_trusted(entry, code.issue_date):
+            return _result("KEY_NOT_TRUSTED", **common)
         try:
             identifier = str(LicenseId(code.type_code, code.issuer_code, code.serial, code.version))
         except EtrustError:
@@ -222,16 +229,22 @@ class CodeChecker:
             return _result(STATUS_REASONS.get(known.status, "STATUS_UNKNOWN"), **common)
         return _result("OK", **common)
 
-    def _key_trusted(self, entry: QrKeyEntry) -> bool:
+    def _key_trusted(self, entry: QrKeyEntry, issue_date: date) -> bool:
+        """The QR key's certificate chains to the list's roots on the code's issue date (noon,
+        Beijing): a code issued while the key was certified stays verifiable after the
+        certificate ends; one dated outside its validity is not. One validation per key and
+        date, then remembered."""
+        cache_key = (entry.key_id, issue_date)
         with self._lock:
-            known = self._keys.get(entry.key_id)
+            known = self._keys.get(cache_key)
         if known is None:
+            moment = datetime(issue_date.year, issue_date.month, issue_date.day, 12, tzinfo=CHINA)
             try:
                 report = validate_chain(
                     load_certificate(entry.certificate),
                     trust_roots=self.trust_list.store,
                     intermediates=self.trust_list.intermediates,
-                    at=self.trust_list.issued_at,
+                    at=moment,
                     revocation="none",
                     key_usage={"digital_signature"},
                 )
@@ -239,7 +252,9 @@ class CodeChecker:
             except EtrustError:
                 known = False
             with self._lock:
-                self._keys[entry.key_id] = known
+                if len(self._keys) > 100_000:
+                    self._keys.clear()
+                self._keys[cache_key] = known
         return known
 
 

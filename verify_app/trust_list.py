@@ -43,6 +43,8 @@ class QrKeyEntry:
     """When its certificate was revoked (ISO 8601), if it was."""
     withdrawn_reason: str | None = None
     """The revocation reason (RFC 5280 name): after a compromise no code of it is believed."""
+    type_codes: tuple[str, ...] = ()
+    """The license types the department issues: codes of other types are not its to sign."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ def build_trust_list(
                     "certificate": _b64(k.certificate),
                     "withdrawn_at": k.withdrawn_at,
                     "withdrawn_reason": k.withdrawn_reason,
+                    "type_codes": list(k.type_codes),
                 }
                 for k in sorted(qr_keys, key=lambda k: k.key_id)
             ],
@@ -142,6 +145,7 @@ def read_trust_list(
                 base64.b64decode(k["certificate"]),
                 k.get("withdrawn_at"),
                 k.get("withdrawn_reason"),
+                tuple(k.get("type_codes") or ()),
             )
             for k in inner["qr_keys"]
         }
