@@ -9,7 +9,7 @@ import threading
 from datetime import datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -57,7 +57,8 @@ class VerifyIn(BaseModel):
         "`channel`. No token needed; a clerk's token records who checked."
     ),
 )
-async def verify(request: Request, services: ServicesDep) -> dict[str, Any]:
+async def verify(request: Request, response: Response, services: ServicesDep) -> dict[str, Any]:
+    response.headers["Cache-Control"] = "no-store"  # answers about people stay out of caches
     actor = "public"
     if request.headers.get("authorization"):
         client = await run_in_threadpool(
