@@ -121,6 +121,10 @@ def _check_code(
         result = checker(rt).check(
             text, now=now, status=RegistryStatus(rt), holder_code=holder_code
         )
+        if result.reason == "KEY_NOT_OURS":  # perhaps a key made since the list was built
+            result = checker(rt, recheck=True).check(
+                text, now=now, status=RegistryStatus(rt), holder_code=holder_code
+            )
     answer = {"kind": kind, **result.to_dict()}
     _record(
         services,

@@ -160,7 +160,7 @@ def _issue_operation(rt: Runtime, ca_name: str, profile: str) -> str | None:
     candidates = []
     if rt.pki().parents.get(ca_name) is None:
         candidates.append("ca.issue.root")
-    if profile == "issuing-ca":
+    if profile in ("issuing-ca", "registry-publisher"):  # both vouch for what others trust
         candidates.append("ca.issue.ca")
     return next((op for op in candidates if rt.dual_control.required(op) > 0), None)
 

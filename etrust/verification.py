@@ -40,13 +40,13 @@ _DECODING = threading.BoundedSemaphore(2)
 """Photos decoded at once per process: each may take a few hundred MB and a core."""
 
 
-def trust_list_bytes(rt: Runtime) -> bytes:
+def trust_list_bytes(rt: Runtime, *, recheck: bool = False) -> bytes:
     """The home's signed trust list as it stands (rebuilt when a QR key or seal appeared or
     changed state: the cache key is what goes into it)."""
     cache: dict[str, object] = rt.__dict__.setdefault("_trust_list", {})
     now = time.monotonic()
     with _LOCK:
-        if "bytes" in cache and now < cache["fresh_until"]:  # type: ignore[operator]
+        if not recheck and "bytes" in cache and now < cache["fresh_until"]:  # type: ignore[operator]
             return cache["bytes"]  # type: ignore[return-value]
     state = _published_state(rt)
     with _LOCK:
@@ -64,9 +64,10 @@ def trust_list_bytes(rt: Runtime) -> bytes:
 _LOCK = threading.Lock()
 
 
-def checker(rt: Runtime) -> CodeChecker:
-    """A checker over the current trust list (kept while the list is unchanged)."""
-    data = trust_list_bytes(rt)
+def checker(rt: Runtime, *, recheck: bool = False) -> CodeChecker:
+    """A checker over the current trust list (kept while the list is unchanged); ``recheck``
+    looks at the keys behind it now rather than within the next few seconds."""
+    data = trust_list_bytes(rt, recheck=recheck)
     cached: CodeChecker | None = rt.__dict__.get("_code_checker")
     if cached is None or cached.trust_list.raw != data:
         cached = CodeChecker(read_trust_list(data, anchors=None), authoritative=True)

@@ -121,8 +121,8 @@ _LICENSE_ID = re.compile(
 
 def license_identifier(data: bytes, kind: str | None = None) -> str | None:
     """The GB/T 36904 identifier a license document declares — OFD: the ``ZZBS`` custom data
-    (GB/T 36903 metadata); PDF: the document information's Subject — or None. What it says
-    is only a claim until the document's signature verifies."""
+    (GB/T 36903 metadata, a signed file); PDF: the document information's Subject in the
+    revision the first signature covers — or None. Only a claim until the signature verifies."""
     kind = kind or detect_format(data)
     try:
         if kind == "ofd":
@@ -136,8 +136,18 @@ def license_identifier(data: bytes, kind: str | None = None) -> str | None:
         elif kind == "pdf":
             from pyhanko.pdf_utils.reader import PdfFileReader
 
-            trailer = PdfFileReader(io.BytesIO(data), strict=False).trailer_view
-            info = trailer["/Info"] if "/Info" in trailer else None  # noqa: SIM401 ([] dereferences)
+            reader = PdfFileReader(io.BytesIO(data), strict=False)
+            signatures = reader.embedded_signatures
+            if not signatures:
+                return None
+            # What the first signature signed, not what a later revision says: an update
+            # appended after signing could name another license (or none).
+            signed = min(signature.signed_revision for signature in signatures)
+            resolver = reader.get_historical_resolver(signed)
+            reference = resolver.trailer_view.raw_get("/Info")
+            # resolved by that revision's resolver: dereferencing through the trailer would
+            # read the object as the latest revision left it
+            info = resolver(reference) if reference is not None else None
             subject = str(info.get("/Subject", "")) if info is not None else ""
             found = _LICENSE_ID.fullmatch(subject.strip())
             return found.group(0) if found else None

@@ -419,3 +419,31 @@ def test_documents_of_revoked_licenses_are_not_valid(
         answer = client.post("/api/v1/verify", files={"file": (f"l.{fmt}", data)}).json()
         assert (answer["verdict"], answer["reason"]) == ("invalid", "REVOKED"), fmt
         assert "文件签章完整" in answer["message_zh"]
+
+
+def test_an_update_appended_to_a_license_pdf_cannot_change_which_license_it_is(
+    client: TestClient, department: dict[str, str]
+) -> None:
+    import io as _io
+
+    from pyhanko.pdf_utils import generic
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+
+    revoked, other = issue(client, department), issue(client, department)
+    pdf = client.get(
+        f"/api/v1/licenses/{revoked['identifier']}/document.pdf", headers=department
+    ).content
+    client.post(
+        f"/api/v1/licenses/{revoked['identifier']}/status",
+        json={"action": "revoke", "reason": "测试"},
+        headers=department,
+    )
+    for subject in (other["identifier"], "-"):
+        writer = IncrementalPdfFileWriter(_io.BytesIO(pdf))
+        info = writer.trailer["/Info"]
+        info[generic.NameObject("/Subject")] = generic.TextStringObject(subject)
+        writer.update_container(info)
+        out = _io.BytesIO()
+        writer.write(out)
+        answer = client.post("/api/v1/verify", files={"file": ("l.pdf", out.getvalue())}).json()
+        assert answer["verdict"] != "valid", (subject, answer)

@@ -238,10 +238,13 @@ class CodeChecker:
         with self._lock:
             known = self._keys.get(cache_key)
         if known is None:
-            moment = datetime(issue_date.year, issue_date.month, issue_date.day, 12, tzinfo=CHINA)
+            certificate = load_certificate(entry.certificate)
+            moment = _moment_on(
+                issue_date, certificate.not_valid_before, certificate.not_valid_after
+            )
             try:
                 report = validate_chain(
-                    load_certificate(entry.certificate),
+                    certificate,
                     trust_roots=self.trust_list.store,
                     intermediates=self.trust_list.intermediates,
                     at=moment,
@@ -256,6 +259,17 @@ class CodeChecker:
                     self._keys.clear()
                 self._keys[cache_key] = known
         return known
+
+
+def _moment_on(issue_date: date, not_before: datetime, not_after: datetime) -> datetime:
+    """A moment of the code's issue day (Beijing) at which the key's certificate was valid, to
+    judge its chain at: noon, or the certificate's first or last moment when the day holds
+    one of them (a key certified at 15:00 signs that afternoon's codes)."""
+    start = datetime(issue_date.year, issue_date.month, issue_date.day, tzinfo=CHINA)
+    end = start + timedelta(days=1) - timedelta(microseconds=1)
+    noon = start + timedelta(hours=12)
+    moment = min(max(noon, not_before), not_after)
+    return moment if start <= moment <= end else noon
 
 
 def _foreign(text: str, verify_urls: tuple[str, ...]) -> bool:
@@ -281,7 +295,9 @@ def _withdrawn(entry: QrKeyEntry, issue_date: date) -> bool:
         return False
     if entry.withdrawn_reason not in TRUSTED_AFTER_WITHDRAWAL:
         return True
-    return issue_date.isoformat() >= entry.withdrawn_at[:10]
+    # the day it was retired still counts: the department moved to its new key at once, so a
+    # code of that day under the old key was made before (codes carry no time of day)
+    return issue_date.isoformat() > entry.withdrawn_at[:10]
 
 
 def _license_fields(
