@@ -32,7 +32,7 @@ from trust.errors import (
 )
 from trust.keys import DeferredKey, KeyHandle, KeyRegistry
 from trust.ocsp import delegate
-from trust.profiles import IssuerPointers
+from trust.profiles import PUBLICATION_EKU, IssuerPointers
 from trust.softkeys import SoftwareKeyStore
 
 KINDS = {"sm2": "sm2", "rsa": "rsa-2048"}
@@ -203,7 +203,11 @@ def _init_services(
         services += [(AUDIT_IDENTITY, "audit"), (LOG_IDENTITY, "log")]
     for name, purpose in services:
         existing = identities.get(name)
-        if existing is not None and not _expiring(existing, clock()):
+        if (
+            existing is not None
+            and not _expiring(existing, clock())
+            and not _outdated(existing, purpose)
+        ):
             continue
         key = _get_or_create_key(keys, name, spec)
         title = {
@@ -227,6 +231,15 @@ def _init_services(
         identities.save(identity, renew=existing is not None)
         created.append(name if existing is None else f"{name} (certificate renewed)")
     return created
+
+
+def _outdated(identity: ServiceIdentity, purpose: str) -> bool:
+    """A certificate made before its profile changed: the publication key's lacked its EKU
+    (homes made before trust lists); init renews it, same key."""
+    if purpose != "log":
+        return False
+    usages = load_certificate(identity.certificate_der).extended_key_usage_value
+    return usages is None or PUBLICATION_EKU not in {u.dotted for u in usages}
 
 
 def _expiring(identity: ServiceIdentity, now: datetime) -> bool:

@@ -82,11 +82,18 @@ def department_identities(rt: Runtime, department: str, alg: str) -> list[Servic
     """Every QR key the department ever had for ``alg`` (the trust list keeps withdrawn ones,
     so their codes are refused with that reason rather than as unknown)."""
     prefix = identity_name(department, alg, 0)[:-1]
+    legacy = _legacy_name(department, alg)
     return [
         i
         for i in rt.identities.list()
-        if i.purpose == QR_PURPOSE and i.name.startswith(prefix) and i.name[len(prefix) :].isdigit()
+        if i.purpose == QR_PURPOSE
+        and (i.name == legacy or (i.name.startswith(prefix) and i.name[len(prefix) :].isdigit()))
     ]
+
+
+def _legacy_name(department: str, alg: str) -> str:
+    """The name the first QR keys had (homes of 2026-11-27): still theirs, generation 0."""
+    return f"qr-{alg}-{department}"
 
 
 def revocation_of(rt: Runtime, identity: ServiceIdentity) -> Revocation | None:
@@ -99,7 +106,11 @@ def _revoked(rt: Runtime, identity: ServiceIdentity | None) -> bool:
 
 
 def _generation(identity: ServiceIdentity) -> int:
-    return int(identity.name.rsplit("-", 1)[-1])
+    tail = identity.name.rsplit("-", 1)[-1]
+    digest_part = identity.name.rsplit("-", 2)[-2] if identity.name.count("-") >= 3 else ""
+    if tail.isdigit() and len(digest_part) == 12:
+        return int(tail)
+    return 0  # a legacy name
 
 
 def _make(rt: Runtime, department: str, alg: str, name: str) -> ServiceIdentity:
