@@ -107,3 +107,32 @@ def postgres_engine(postgres_database: str) -> Iterator[Engine]:
     migrate(engine)
     yield engine
     engine.dispose()
+
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+"""Params of a module-scoped fixture that runs its module once per database."""
+
+
+def demo_home(request: pytest.FixtureRequest, folder: Path) -> Iterator[Path]:
+    """A demo home (``init --demo``) in ``folder`` on the database ``request.param`` names:
+    for PostgreSQL a fresh database (``ETRUST_DATABASE_URL`` points at it while the fixture
+    lives), dropped afterwards. Use from a fixture with ``params=BACKENDS``."""
+    from etrust.cli import main
+
+    patch = pytest.MonkeyPatch()
+    database = None
+    if request.param == "postgres":
+        server: Engine = request.getfixturevalue("postgres_server")
+        database = f"etrust_test_{secrets.token_hex(4)}"
+        with server.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{database}"'))
+        url = postgres_url().set(database=database).render_as_string(hide_password=False)
+        patch.setenv("ETRUST_DATABASE_URL", url)
+    try:
+        assert main(["--home", str(folder), "init", "--demo"]) == 0
+        yield folder
+    finally:
+        patch.undo()
+        if database is not None:
+            with server.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))

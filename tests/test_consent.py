@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, text
 
 from etrust.app import create_app
 from etrust.cli import main
@@ -38,7 +37,7 @@ from license_store.holder_access import (
     link_secret,
 )
 from license_store.holder_codes import mask_holder_code, resident_id_check, uscc_check
-from tests.db_fixtures import postgres_url
+from tests.db_fixtures import BACKENDS, demo_home
 from tests.officers import api_headers
 from trust.clock import Clock, fixed_clock
 from trust.errors import MalformedInputError
@@ -66,25 +65,12 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=BACKENDS)
 def home(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Path]:
     """A demo home with two more departments (grantees), on each database."""
-    path = tmp_path_factory.mktemp(f"consent-{request.param}")
-    patch = pytest.MonkeyPatch()
-    database = None
-    if request.param == "postgres":
-        server: Engine = request.getfixturevalue("postgres_server")
-        database = f"etrust_test_{secrets.token_hex(4)}"
-        with server.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{database}"'))
-        url = postgres_url().set(database=database).render_as_string(hide_password=False)
-        patch.setenv("ETRUST_DATABASE_URL", url)
-    try:
-        assert main(["--home", str(path), "init", "--demo"]) == 0
+    for path in demo_home(request, tmp_path_factory.mktemp(f"consent-{request.param}")):
         rt = open_runtime(load_settings(path))
         try:
             registry = license_service(rt).registry
@@ -93,11 +79,6 @@ def home(
         finally:
             rt.close()
         yield path
-    finally:
-        patch.undo()
-        if database is not None:
-            with server.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import base64
 import hashlib
 import io
 import json
-import secrets
 import threading
 import time
 import zipfile
@@ -18,7 +17,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import func, select
 
 from etrust.app import create_app
 from etrust.cli import main
@@ -41,7 +40,7 @@ from license_store.translog import verify_checkpoint
 from signing import license_qr
 from signing.qr import qr_symbol
 from storage.engine import transaction
-from tests.db_fixtures import postgres_url
+from tests.db_fixtures import BACKENDS, demo_home
 from tests.officers import api_headers
 from trust import merkle
 from trust.algorithms import SM2_SM3
@@ -65,31 +64,12 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=BACKENDS)
 def home(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Path]:
     """A demo home (departments, seals, two license types) on each database."""
-    path = tmp_path_factory.mktemp(f"licenses-{request.param}")
-    patch = pytest.MonkeyPatch()
-    database = None
-    if request.param == "postgres":
-        server: Engine = request.getfixturevalue("postgres_server")
-        database = f"etrust_test_{secrets.token_hex(4)}"
-        with server.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{database}"'))
-        url = postgres_url().set(database=database).render_as_string(hide_password=False)
-        patch.setenv("ETRUST_DATABASE_URL", url)
-    try:
-        assert main(["--home", str(path), "init", "--demo"]) == 0
-        yield path
-    finally:
-        patch.undo()
-        if database is not None:
-            with server.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+    yield from demo_home(request, tmp_path_factory.mktemp(f"licenses-{request.param}"))
 
 
 @pytest.fixture(scope="module")

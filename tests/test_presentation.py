@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, delete, text
+from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
 
 from etrust.api_presentation import presentation_service
@@ -29,7 +29,7 @@ from etrust.settings import load_settings
 from etrust.verification import decode_image
 from license_store.holder_codes import resident_id_check
 from storage.engine import transaction
-from tests.db_fixtures import postgres_url
+from tests.db_fixtures import BACKENDS, demo_home
 from tests.officers import api_headers
 from trust.clock import fixed_clock
 from trust.errors import MalformedInputError
@@ -56,30 +56,11 @@ def person_id(seed: int) -> str:
     return body + resident_id_check(body)
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=BACKENDS)
 def home(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Path]:
-    path = tmp_path_factory.mktemp(f"presentation-{request.param}")
-    patch = pytest.MonkeyPatch()
-    database = None
-    if request.param == "postgres":
-        server: Engine = request.getfixturevalue("postgres_server")
-        database = f"etrust_test_{secrets.token_hex(4)}"
-        with server.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{database}"'))
-        url = postgres_url().set(database=database).render_as_string(hide_password=False)
-        patch.setenv("ETRUST_DATABASE_URL", url)
-    try:
-        assert main(["--home", str(path), "init", "--demo"]) == 0
-        yield path
-    finally:
-        patch.undo()
-        if database is not None:
-            with server.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+    yield from demo_home(request, tmp_path_factory.mktemp(f"presentation-{request.param}"))
 
 
 @pytest.fixture(scope="module")
