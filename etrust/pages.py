@@ -22,7 +22,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
-from etrust.api import authenticated
+from etrust.api import authenticated, require_role
 from etrust.store import ApiClient
 from trust.errors import NotFoundError
 
@@ -205,6 +205,9 @@ def static(name: str, request: Request) -> Response:
 def signed_in(
     client: Annotated[ApiClient, Depends(authenticated)], response: Response
 ) -> dict[str, Any]:
-    """Who a clerk's token names, for the window page to show (401 for a bad token)."""
+    """Who a clerk's token names, for the window page to show (401 for a bad token). Only a
+    service desk's token signs in at a window: an admin's or an RA officer's has no business
+    sitting in a browser tab at a counter (403)."""
     response.headers.update(SECURITY_HEADERS)
+    require_role(client, frozenset({"service-desk"}))
     return {"name": client.name, "role": client.role, "department": client.department}

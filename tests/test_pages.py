@@ -163,3 +163,10 @@ def test_who_is_signed_in(home: Path, client: TestClient) -> None:
         "department": DEMO_DEPARTMENT_CODE,
     }
     assert resp.headers["cache-control"] == "no-store"
+
+
+def test_only_a_service_desk_signs_in_at_a_window(home: Path, client: TestClient) -> None:
+    for name, role in (("window-admin", "admin"), ("window-ra", "ra-officer")):
+        headers = api_headers(home, name, role)
+        resp = client.get("/window/me", headers=headers)
+        assert (resp.status_code, resp.json()["code"]) == (403, "FORBIDDEN"), role
