@@ -20,6 +20,7 @@ from etrust.api_presentation import presentation_service
 from etrust.pki_routes import ServicesDep
 from etrust.services import Services
 from etrust.verification import RegistryStatus, checker, decode_image
+from signing import license_qr
 from signing.verifier import MAX_DOCUMENT, detect_format, license_identifier, verify_document
 from storage.engine import transaction
 from trust.clock import system_clock
@@ -150,7 +151,7 @@ def _check_upload(
             return _refusal(
                 services, actor, channel, "image", "NO_CODE_FOUND", "图片中没有找到二维码"
             )
-        return _check_code(services, texts[0], holder_code, channel, actor, "image")
+        return _check_code(services, _license_text(texts), holder_code, channel, actor, "image")
     kind = detect_format(data)
     if kind == "unknown":
         return _refusal(
@@ -190,6 +191,20 @@ def _check_upload(
         **answer,
         "report": report.to_dict(),
     }
+
+
+def _license_text(texts: list[str]) -> str:
+    """Of the QR codes in a photo (a license beside a poster, say), the first that is one of
+    ours, else the first."""
+    for text in texts:
+        if is_presentation(text):
+            return text
+        try:
+            license_qr.from_text(text)
+        except MalformedInputError:
+            continue
+        return text
+    return texts[0]
 
 
 def _refusal(

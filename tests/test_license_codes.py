@@ -447,3 +447,24 @@ def test_an_update_appended_to_a_license_pdf_cannot_change_which_license_it_is(
         writer.write(out)
         answer = client.post("/api/v1/verify", files={"file": ("l.pdf", out.getvalue())}).json()
         assert answer["verdict"] != "valid", (subject, answer)
+
+
+def test_a_photo_with_other_qr_codes_checks_the_license(
+    client: TestClient, department: dict[str, str]
+) -> None:
+    import io as _io
+
+    from PIL import Image
+
+    from signing.qr import qr_symbol
+
+    issued = issue(client, department)
+    poster = Image.open(_io.BytesIO(qr_symbol("https://www.example.com/wifi").png)).convert("L")
+    license_code = Image.open(_io.BytesIO(qr_symbol(issued["qr_text"]).png)).convert("L")
+    photo = Image.new("L", (poster.width + license_code.width + 40, 700), 255)
+    photo.paste(poster, (0, 0))
+    photo.paste(license_code, (poster.width + 40, 0))
+    out = _io.BytesIO()
+    photo.save(out, format="PNG")
+    answer = client.post("/api/v1/verify", files={"file": ("p.png", out.getvalue())}).json()
+    assert (answer["verdict"], answer["license"]["identifier"]) == ("valid", issued["identifier"])
