@@ -222,6 +222,27 @@ def cmd_trust_list(rt: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_purge(rt: Runtime, args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from verify_app.retention import purge
+
+    if args.checks_days < 30 or args.presentations_days < 1:
+        raise MalformedInputError("keep checks at least 30 days and presentations at least 1")
+    checks, presentations = purge(
+        rt.sessions,
+        system_clock(),
+        checks_kept=timedelta(days=args.checks_days),
+        presentations_kept=timedelta(days=args.presentations_days),
+    )
+    print_result(
+        args,
+        {"checks": checks, "presentations": presentations},
+        f"removed {checks} check records and {presentations} presentation codes",
+    )
+    return 0
+
+
 def cmd_log_verify(rt: Runtime, args: argparse.Namespace) -> int:
     identity = rt.identities.get(LOG_IDENTITY)
     keys = [rt.keys.find(identity.key_uri).public_key_info] if identity else []
@@ -297,6 +318,12 @@ def add_commands(sub: Any, command: Any) -> None:
     p.add_argument("id")
     p.add_argument("--out", required=True)
     p.add_argument("--scale", type=int, default=8, help="pixels per module (default 8)")
+    checks = sub.add_parser("checks", help="records of verification").add_subparsers(
+        dest="checks_command", required=True
+    )
+    p = command("purge", cmd_purge, "remove old check records and spent presentation codes", checks)
+    p.add_argument("--checks-days", type=int, default=3 * 365)
+    p.add_argument("--presentations-days", type=int, default=1)
     trust_list = sub.add_parser("trust-list", help="the signed trust list").add_subparsers(
         dest="trust_list_command", required=True
     )

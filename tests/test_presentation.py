@@ -420,3 +420,45 @@ def test_the_command_line_spends_a_code_online(
 
 def home_of(rt: Runtime) -> Path:
     return rt.settings.home
+
+
+def test_old_checks_and_spent_codes_are_purged(
+    home: Path, rt: Runtime, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import func, select
+
+    from storage.engine import transaction
+    from verify_app.models import PresentationRow, VerificationCheckRow
+    from verify_app.retention import purge
+
+    old = datetime.now(UTC) - timedelta(days=5000)
+    with transaction(rt.sessions) as session:
+        session.add(
+            VerificationCheckRow(
+                at=old, actor="public", channel="api", kind="code", identifier=None,
+                verdict="invalid", reason="NOT_A_LICENSE_CODE",
+            )
+        )  # fmt: skip
+        session.add(
+            PresentationRow(
+                id="old-code", identifier="x", holder_hash="0" * 64, created_at=old,
+                expires_at=old + timedelta(minutes=3), used_at=None, used_by=None,
+            )
+        )  # fmt: skip
+    checks, presentations = purge(rt.sessions, datetime.now(UTC))
+    assert checks >= 1 and presentations >= 1
+    with transaction(rt.sessions) as session:
+        assert session.get(PresentationRow, "old-code") is None
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(VerificationCheckRow)
+                .where(VerificationCheckRow.at < old + timedelta(days=1))
+            )
+            == 0
+        )
+    capsys.readouterr()
+    assert main(["--home", str(home), "checks", "purge", "--json"]) == 0
+    assert main(["--home", str(home), "checks", "purge", "--checks-days", "3"]) == 1
