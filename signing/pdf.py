@@ -18,6 +18,8 @@ import functools
 import hashlib
 import io
 import logging
+import threading
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -198,6 +200,42 @@ class _KeySigner(Signer):  # type: ignore[misc]
         if dry_run:
             return bytes(self._max_signature_size)
         return self._key.sign(data, self._algorithm)
+
+
+_SIGNERS: dict[tuple[str, bytes, tuple[bytes, ...]], _KeySigner] = {}
+_ADAPTERS: weakref.WeakKeyDictionary[Timestamper, _TsaAdapter] = weakref.WeakKeyDictionary()
+_CACHE_LOCK = threading.Lock()
+
+
+def _signer_for(
+    key: KeyHandle, cert: x509.Certificate, chain: Sequence[x509.Certificate]
+) -> _KeySigner:
+    """One pyhanko signer per key and chain, kept: building its certificate registry cost
+    more than the signature (a seal signs thousands of licenses with the same chain)."""
+    cache_key = (key.key_uri, _der(cert), tuple(_der(c) for c in chain))
+    with _CACHE_LOCK:
+        found = _SIGNERS.get(cache_key)
+    if found is None or found._key is not key:
+        found = _KeySigner(key, cert, chain)
+        with _CACHE_LOCK:
+            if len(_SIGNERS) > 256:
+                _SIGNERS.clear()
+            _SIGNERS[cache_key] = found
+    return found
+
+
+def _adapter_for(timestamper: Timestamper) -> _TsaAdapter:
+    """One pyhanko timestamper per of ours, kept with it: pyhanko sizes a signature with a
+    dummy token it fetches once per timestamper object, which per call meant a second token
+    for every PDF."""
+    try:
+        with _CACHE_LOCK:
+            found = _ADAPTERS.get(timestamper)
+            if found is None:
+                found = _ADAPTERS[timestamper] = _TsaAdapter(timestamper)
+        return found
+    except TypeError:  # a timestamper that cannot be weakly referenced or hashed
+        return _TsaAdapter(timestamper)
 
 
 def _max_signature_size(key: KeyHandle) -> int:
@@ -491,13 +529,13 @@ async def asign_pdf(
         raise ConfigurationError(f"PAdES {level} needs a revocation source")
     if not isinstance(pdf, bytes | bytearray) or len(pdf) > _MAX_PDF:
         raise MalformedInputError(f"a PDF to sign is bytes, at most {_MAX_PDF} of them")
-    signer = _KeySigner(key, cert, chain)
+    signer = _signer_for(key, cert, chain)
     try:
         writer = IncrementalPdfFileWriter(io.BytesIO(bytes(pdf)), strict=True)
         name = field_name or _free_field_name(writer)
     except (PdfError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
         raise MalformedInputError(f"not a PDF that can be signed: {exc}") from exc
-    adapter = _TsaAdapter(timestamper) if timestamper is not None and level != "B-B" else None
+    adapter = _adapter_for(timestamper) if timestamper is not None and level != "B-B" else None
     validation_context = None
     if long_term:
         assert adapter is not None and revocation is not None
