@@ -466,7 +466,7 @@ class LicenseService:
 
     def qr_text(self, payload: bytes) -> str:
         """The QR code's text: our verify page with the payload in the fragment (a phone
-        camera opens it; the payload is not sent to the server unless the page asks)."""
+        camera opens it; the fragment stays out of request logs, the page posts it to be checked)."""
         return license_qr.to_text(payload, f"{self._verify_base}/v")
 
     def _replay(self, client: str, key: str, request: IssueRequest, seal_id: str) -> Issued | None:

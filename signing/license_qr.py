@@ -2,7 +2,7 @@
 QR key, in the fragment of an https URL of our verify page (see docs/qr-format.md).
 
 Offline verification needs only the payload and the trust list (which holds the QR keys by key
-id); the fragment is never sent to a server unless the page asks for the license's status.
+id); the fragment stays out of request lines and logs (our page posts it to be checked).
 The holder's code is carried as a salted scrypt hash: a clerk who holds the ID card can match
 it, guessing it back costs minutes of CPU per license instead of microseconds.
 """
