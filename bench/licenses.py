@@ -9,6 +9,7 @@ rows are seeded by COPY, not issued: the look-ups are what is measured.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import secrets
@@ -46,7 +47,7 @@ def _issuance(home: Path, url: str | None, seconds: float) -> list[str]:
     if url:
         os.environ["ETRUST_DATABASE_URL"] = url
     try:
-        with _quiet():
+        with contextlib.redirect_stdout(io.StringIO()):
             assert main(["--home", str(home), "init", "--demo"]) == 0
         name = "PostgreSQL" if url else "SQLite"
         out = []
@@ -72,7 +73,7 @@ def _bulk_import(home: Path) -> list[str]:
     from etrust.demo import DEMO_DEPARTMENT_CODE, demo_license_types
     from license_store.holder_codes import resident_id_check
 
-    with _quiet():
+    with contextlib.redirect_stdout(io.StringIO()):
         assert main(["--home", str(home), "init", "--demo"]) == 0
     license_type = demo_license_types()[0]
     source = home / "historical.csv"
@@ -89,8 +90,6 @@ def _bulk_import(home: Path) -> list[str]:
                  "2026-06-01", "男", "1980-01-01", "建筑电工"]
             )  # fmt: skip
     out = io.StringIO()
-    import contextlib
-
     with contextlib.redirect_stdout(out):
         code = main(
             ["--home", str(home), "license", "import", str(source), "--type", license_type.code,
@@ -173,7 +172,7 @@ def _lookups(home: Path, url: str) -> list[str]:
 
     os.environ["ETRUST_DATABASE_URL"] = url
     try:
-        with _quiet():
+        with contextlib.redirect_stdout(io.StringIO()):
             assert main(["--home", str(home), "init", "--demo"]) == 0
         rt = open_runtime(load_settings(home))
         started = time.perf_counter()
@@ -312,19 +311,6 @@ def _seed_log(rt: Any, count: int) -> None:
             {"size": count, "frontier": frontier},
         )
         conn.exec_driver_sql("ANALYZE log_nodes")
-
-
-class _quiet:
-    """Silence a command's output."""
-
-    def __enter__(self) -> None:
-        import contextlib
-
-        self._redirect = contextlib.redirect_stdout(io.StringIO())
-        self._redirect.__enter__()
-
-    def __exit__(self, *exc: object) -> None:
-        self._redirect.__exit__(*exc)  # type: ignore[arg-type]
 
 
 class _postgres_database:

@@ -42,6 +42,7 @@ from license_store.issuance import LicenseService
 from license_store.models import IdempotencyRow, LicenseRow
 from license_store.types import LicenseType
 from storage.engine import transaction
+from tests.cli_run import run
 
 pytest_plugins = ["tests.db_fixtures"]
 
@@ -97,13 +98,6 @@ def write_csv(
     writer.writerows(rows)
     path.write_bytes(buffer.getvalue().encode(encoding))
     return path
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def import_(

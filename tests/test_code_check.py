@@ -3,12 +3,12 @@ of a withdrawn key still count."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 
+from license_store.records import CHINA
 from verify_app.code_check import _moment_on, _withdrawn
 from verify_app.trust_list import QrKeyEntry
 
-CHINA = timezone(timedelta(hours=8))
 DAY = date(2026, 11, 28)
 
 

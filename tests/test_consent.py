@@ -37,6 +37,7 @@ from license_store.holder_access import (
     link_secret,
 )
 from license_store.holder_codes import mask_holder_code, resident_id_check, uscc_check
+from tests.cli_run import run
 from tests.db_fixtures import BACKENDS, demo_home
 from tests.officers import api_headers
 from trust.clock import Clock, fixed_clock
@@ -56,13 +57,6 @@ def person_id(seed: int) -> str:
 
 def uscc(body17: str) -> str:
     return body17 + uscc_check(body17)
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

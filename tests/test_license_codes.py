@@ -18,6 +18,7 @@ from etrust.demo import DEMO_DEPARTMENT_CODE, demo_license_types
 from etrust.settings import load_settings
 from license_store.holder_codes import resident_id_check
 from signing import license_qr
+from tests.cli_run import run
 from tests.officers import api_headers
 from trust.certificates import load_certificate
 from trust.errors import InvalidSignatureError, MalformedInputError
@@ -25,13 +26,6 @@ from verify_app.trust_list import read_trust_list
 
 WORKER = demo_license_types()[0]
 HOLDER = "152501199003071234"
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture(scope="module")

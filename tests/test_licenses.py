@@ -20,7 +20,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from etrust.app import create_app
-from etrust.cli import main
 from etrust.demo import DEMO_DEPARTMENT_CODE, demo_license_types
 from etrust.licenses import license_service
 from etrust.runtime import open_runtime
@@ -40,6 +39,7 @@ from license_store.translog import verify_checkpoint
 from signing import license_qr
 from signing.qr import qr_symbol
 from storage.engine import transaction
+from tests.cli_run import run
 from tests.db_fixtures import BACKENDS, demo_home
 from tests.officers import api_headers
 from trust import merkle
@@ -55,13 +55,6 @@ COMPANY = demo_license_types()[1]
 def person_id(seed: int) -> str:
     body = f"15250119{80 + seed % 20:02d}0{1 + seed % 9}{10 + seed % 18:02d}{seed % 1000:03d}"
     return body + resident_id_check(body)
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

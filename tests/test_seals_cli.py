@@ -10,15 +10,9 @@ import pytest
 
 from etrust.cli import main
 from signing.ofd_package import PageSpec, TextBlock, build_ofd, qr_block
+from tests.cli_run import run
 from tests.conftest import openssl
 from tests.officers import officer_home
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture(scope="module")

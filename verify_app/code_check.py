@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from license_store.identifiers import LicenseId
+from license_store.records import CHINA
 from signing import license_qr
 from trust.algorithms import by_name
 from trust.certificates import load_certificate
@@ -23,7 +24,6 @@ from verify_app.trust_list import QrKeyEntry, TrustList
 
 Verdict = Literal["valid", "invalid", "unknown"]
 VERDICT_ZH: dict[Verdict, str] = {"valid": "有效", "invalid": "无效", "unknown": "无法确认"}
-CHINA = timezone(timedelta(hours=8))
 
 REASONS: dict[str, tuple[Verdict, str]] = {
     "OK": ("valid", "证照有效"),
