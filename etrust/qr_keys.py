@@ -10,6 +10,7 @@ carries its certificate, found by key id.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from etrust.runtime import Runtime
@@ -65,11 +66,12 @@ def department_qr_key(rt: Runtime, department: str, alg: str = "sm2") -> QrKey:
     if found is not None and not _revoked(rt, found.identity):
         return found
     current = None
-    for identity in sorted(department_identities(rt, department, alg), key=_generation):
+    known = department_identities(rt, department, alg)
+    for identity in sorted(known, key=_generation):
         if not _revoked(rt, identity):
             current = identity
     if current is None:
-        generations = [_generation(i) for i in department_identities(rt, department, alg)]
+        generations = [_generation(i) for i in known]
         name = identity_name(department, alg, max(generations, default=0) + 1)
         current = _make(rt, department, alg, name)
     found = cache[(department, alg)] = QrKey(
@@ -78,14 +80,20 @@ def department_qr_key(rt: Runtime, department: str, alg: str = "sm2") -> QrKey:
     return found
 
 
-def department_identities(rt: Runtime, department: str, alg: str) -> list[ServiceIdentity]:
+def department_identities(
+    rt: Runtime,
+    department: str,
+    alg: str,
+    identities: Sequence[ServiceIdentity] | None = None,
+) -> list[ServiceIdentity]:
     """Every QR key the department ever had for ``alg`` (the trust list keeps withdrawn ones,
-    so their codes are refused with that reason rather than as unknown)."""
+    so their codes are refused with that reason rather than as unknown); ``identities`` when
+    the caller has listed them already (one query for a whole trust list)."""
     prefix = identity_name(department, alg, 0)[:-1]
     legacy = _legacy_name(department, alg)
     return [
         i
-        for i in rt.identities.list()
+        for i in (rt.identities.list() if identities is None else identities)
         if i.purpose == QR_PURPOSE
         and (i.name == legacy or (i.name.startswith(prefix) and i.name[len(prefix) :].isdigit()))
     ]

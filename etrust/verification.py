@@ -101,9 +101,10 @@ def _build(rt: Runtime) -> bytes:
     for license_type, issuers in registry.license_types():
         for department in issuers:
             issued_types.setdefault(department, []).append(license_type.code)
+    identities = rt.identities.list()
     for dept in registry.departments():
         for alg in KEY_SPECS:
-            for qr in department_identities(rt, dept.code, alg):
+            for qr in department_identities(rt, dept.code, alg, identities):
                 certificate = load_certificate(qr.certificate_der)
                 revoked = revocation_of(rt, qr)
                 entries.append(
